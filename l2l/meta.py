@@ -1,0 +1,259 @@
+"""Meta-training by truncated backpropagation through time (Section 2, Figure 2).
+
+For each epoch a fresh batch of optimizees is sampled and optimized for ``horizon`` steps by the
+learned optimizer. Every ``unroll`` steps the meta-loss (the mean of f(θ_t) over those steps and
+over the batch; w_t = 1 as in the paper) is backpropagated into φ and Adam updates φ; then θ and
+the optimizer state are detached, so nothing from an earlier truncation stays in the graph and
+memory does not grow with the horizon.
+
+Every ``validate_every`` epochs the optimizer is frozen and run on a fixed set of validation
+optimizees; the best one so far is kept (early stopping, Section 3). Training state is written
+atomically to ``OUT/last.pt`` and the best optimizer to ``OUT/best.pt``; ``resume=True`` continues
+an interrupted run from ``last.pt`` and reaches the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .optimizers import LSTMOptimizer, detach_state
+from .problems import Problem, make_problem
+from .rollout import run, unroll
+from .seeding import generator
+
+
+@dataclass
+class MetaConfig:
+    """Meta-training settings (paper defaults where it gives them).
+
+    Attributes:
+        epochs: optimizees (batches of ``batch_size``) meta-trained on, each for ``horizon`` steps.
+        batch_size: optimizees sampled per epoch and optimized together.
+        horizon: steps per optimizee (paper: 100).
+        unroll: steps per truncation, one meta-update each (paper: 20).
+        meta_lr: Adam's learning rate on φ (authors' code: 1e-3).
+        clip_grad: clip the meta-gradient to this global norm (None: no clipping).
+        second_order: keep ∂∇_t/∂φ instead of dropping it (paper: dropped).
+        validate_every: epochs between validations (and checkpoints).
+        validation_size: number of fixed validation optimizees.
+        select_by: ``"meta_loss"`` (mean f over the horizon, the paper's objective) or
+            ``"final_loss"`` (f at the last step) for keeping the best optimizer.
+        seed: seeds φ's initialisation and the training optimizees.
+    """
+
+    epochs: int = 1000
+    batch_size: int = 1
+    horizon: int = 100
+    unroll: int = 20
+    meta_lr: float = 1e-3
+    clip_grad: float | None = None
+    second_order: bool = False
+    validate_every: int = 100
+    validation_size: int = 64
+    select_by: str = "meta_loss"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
+            raise ValueError(f"horizon ({self.horizon}) must be a positive multiple of unroll "
+                             f"({self.unroll})")
+        if self.epochs < 0 or self.batch_size < 1 or self.validate_every < 1:
+            raise ValueError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
+        if self.select_by not in ("meta_loss", "final_loss"):
+            raise ValueError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
+
+
+@dataclass
+class TrainingResult:
+    """What :meth:`MetaTrainer.train` returns: the best optimizer and the training record."""
+
+    optimizer: LSTMOptimizer
+    best_validation: float
+    best_epoch: int
+    log: list = field(default_factory=list)
+
+
+def validation_loss(problem: Problem, optimizer, optimizees, horizon: int) -> dict:
+    """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T."""
+    losses, _ = run(optimizees, optimizer, horizon)
+    losses = losses[1:].double()
+    losses = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
+    return {"meta_loss": losses.mean().item(), "final_loss": losses[-1].mean().item()}
+
+
+class MetaTrainer:
+    """Meta-trains an :class:`~l2l.optimizers.LSTMOptimizer` on a problem family.
+
+    Args:
+        problem: the optimizee family (a :class:`~l2l.problems.Problem` or a spec string).
+        optimizer: the learned optimizer to train; by default a fresh LSTM with the problem's
+            ``optimizer_defaults``, initialised from ``config.seed``.
+        config: :class:`MetaConfig`; unset fields take the problem's ``training_defaults``.
+        out: folder for ``last.pt``, ``best.pt``, ``log.csv`` and ``log.json`` (None: keep in memory).
+        command: the command line recorded in the checkpoints' provenance.
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
+                 out=None, command: str | None = None, progress: bool = True):
+        self.problem = make_problem(problem)
+        self.config = config or MetaConfig(**self.problem.training_defaults)
+        if optimizer is None:
+            torch.manual_seed(self.config.seed)
+            optimizer = LSTMOptimizer(**self.problem.optimizer_defaults)
+        self.optimizer = optimizer
+        self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)
+        self.out = Path(out) if out is not None else None
+        self.command = command
+        self.progress = progress
+        self.epoch = 0
+        self.best_validation = math.inf
+        self.best_epoch = -1
+        self.best_state = copy.deepcopy(optimizer.state_dict())
+        self.log: list[dict] = []
+        self._validation_set = None
+
+    # -- one epoch -----------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float:
+        """Sample a batch of optimizees and meta-train on it for one horizon; mean meta-loss."""
+        cfg = self.config
+        optimizee = self.problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
+        theta = optimizee.theta0
+        state = self.optimizer.init_state(theta)
+        meta_losses = []
+        for start in range(0, cfg.horizon, cfg.unroll):
+            losses, theta, state = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
+                                          second_order=cfg.second_order)
+            meta_loss = losses.mean()
+            self.meta_optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(meta_loss):
+                meta_loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
+                self.meta_optimizer.step()
+            meta_losses.append(meta_loss.item())
+            theta, state = theta.detach(), detach_state(state)
+            if not torch.isfinite(theta).all():
+                break  # the optimizee diverged: no point unrolling further on it
+        return float(sum(meta_losses) / len(meta_losses))
+
+    def validate(self) -> dict:
+        """Figures of the current optimizer on the fixed validation optimizees."""
+        if self._validation_set is None:
+            self._validation_set = self.problem.sample(self.config.validation_size,
+                                                       generator(0, "val"))
+        return validation_loss(self.problem, self.optimizer, self._validation_set,
+                               self.config.horizon)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> TrainingResult:
+        """Run (or, with ``resume``, continue) meta-training; return the best optimizer."""
+        if resume:
+            self.load_training_state()
+        cfg = self.config
+        bar = tqdm(range(self.epoch, cfg.epochs), initial=self.epoch, total=cfg.epochs,
+                   desc=f"meta-training on {self.problem.spec()}", disable=not self.progress,
+                   dynamic_ncols=True)
+        started = time.perf_counter()
+        try:
+            for epoch in bar:
+                row = {"epoch": epoch + 1, "meta_loss": self.train_epoch(epoch)}
+                self.epoch = epoch + 1
+                if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
+                    figures = self.validate()
+                    row.update({f"val_{k}": v for k, v in figures.items()})
+                    score = figures[cfg.select_by]
+                    if score < self.best_validation:
+                        self.best_validation, self.best_epoch = score, self.epoch
+                        self.best_state = copy.deepcopy(self.optimizer.state_dict())
+                        self.save_best()
+                    bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
+                                    val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
+                    row["seconds"] = round(time.perf_counter() - started, 2)
+                    self.log.append(row)
+                    self.save_training_state()
+                else:
+                    row["seconds"] = round(time.perf_counter() - started, 2)
+                    self.log.append(row)
+        except KeyboardInterrupt:
+            self.save_training_state()
+            raise
+        if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
+            self.best_validation, self.best_epoch = self.validate()[cfg.select_by], self.epoch
+            self.best_state = copy.deepcopy(self.optimizer.state_dict())
+        best = copy.deepcopy(self.optimizer)
+        best.load_state_dict(self.best_state)
+        best.provenance = self.provenance()
+        return TrainingResult(best, self.best_validation, self.best_epoch, self.log)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def provenance(self) -> dict:
+        return checkpoint.provenance(
+            self.command, problem=self.problem.spec(), training=asdict(self.config),
+            best_epoch=self.best_epoch,
+            validation={"select_by": self.config.select_by, "best": self.best_validation,
+                        "size": self.config.validation_size},
+        )
+
+    def save_best(self):
+        if self.out is None:
+            return
+        best = copy.deepcopy(self.optimizer)
+        best.load_state_dict(self.best_state)
+        checkpoint.save_optimizer(best, self.out / "best.pt", self.provenance())
+
+    def save_training_state(self):
+        if self.out is None:
+            return
+        checkpoint.atomic_save({
+            "format": "l2l-training/1",
+            "problem": self.problem.spec(),
+            "config": asdict(self.config),
+            "optimizer": checkpoint.optimizer_record(self.optimizer),
+            "meta_optimizer": self.meta_optimizer.state_dict(),
+            "epoch": self.epoch,
+            "best_validation": self.best_validation,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "log": self.log,
+        }, self.out / "last.pt")
+        self.write_log()
+
+    def write_log(self):
+        keys = list(dict.fromkeys(k for row in self.log for k in row))
+        lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in self.log]
+        checkpoint.atomic_write_text("\n".join(lines) + "\n", self.out / "log.csv")
+        record = {"provenance": self.provenance(), "log": self.log}
+        checkpoint.atomic_write_text(json.dumps(record, indent=1), self.out / "log.json")
+
+    def load_training_state(self):
+        """Continue from ``OUT/last.pt`` (no-op with a message if there is none)."""
+        path = None if self.out is None else self.out / "last.pt"
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"cannot resume: no training state at {path}; run without "
+                                    "--resume to start a new training")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("problem") != self.problem.spec():
+            raise ValueError(f"{path} was trained on {state.get('problem')!r}, not "
+                             f"{self.problem.spec()!r}")
+        saved = {k: v for k, v in state["config"].items() if k != "epochs"}
+        mine = {k: v for k, v in asdict(self.config).items() if k != "epochs"}
+        if saved != mine:
+            diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
+            raise ValueError(f"{path} used different settings (saved, now): {diff}")
+        self.optimizer.load_state_dict(state["optimizer"]["state_dict"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        self.epoch = state["epoch"]
+        self.best_validation, self.best_epoch = state["best_validation"], state["best_epoch"]
+        self.best_state = state["best_state"]
+        self.log = state["log"]
+

@@ -1,0 +1,16 @@
+"""Optimizee families, by command-line name."""
+
+from ..specs import build
+from .base import Optimizee, Problem
+from .quadratic import Quadratic, QuadraticOptimizee
+
+#: problem families by command-line name
+PROBLEMS = {Quadratic.name: Quadratic}
+
+
+def make_problem(spec: "str | Problem") -> Problem:
+    """Build a problem from a spelling such as ``quadratic`` or ``quadratic:dim=20``."""
+    return spec if isinstance(spec, Problem) else build("problem", PROBLEMS, spec)
+
+
+__all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "PROBLEMS", "make_problem"]

@@ -1,0 +1,54 @@
+"""Random quadratics f(θ) = ‖Wθ − y‖² (Section 3.1, Figure 4 left)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Optimizee, Problem
+
+
+class QuadraticOptimizee(Optimizee):
+    """B quadratics with W ``[B, d, d]``, y ``[B, d]`` and θ0 ``[B, d]``, evaluated in one bmm."""
+
+    def __init__(self, W: Tensor, y: Tensor, theta0: Tensor):
+        self.W, self.y, self.theta0 = W, y, theta0
+
+    def loss(self, theta: Tensor, step: int = 0) -> Tensor:
+        residual = torch.bmm(self.W, theta.unsqueeze(-1)).squeeze(-1) - self.y
+        return residual.pow(2).sum(-1)
+
+
+class Quadratic(Problem):
+    """Quadratics in ``dim`` dimensions with W and y drawn IID.
+
+    Args:
+        dim: dimension of θ (paper: 10).
+        distribution: ``"gaussian"`` (the paper, N(0, 1)) or ``"uniform"`` (the authors' code,
+            U[0, 1)).
+        init_std: θ0 is drawn N(0, init_std²) (the authors' code uses 0.01).
+
+    The paper meta-trains and tests with raw gradients and no output scaling here.
+    """
+
+    name = "quadratic"
+    optimizer_defaults = {"preprocess": False, "output_scale": 1.0}
+    training_defaults = {"epochs": 1500, "batch_size": 128, "horizon": 100, "unroll": 20,
+                         "meta_lr": 3e-3, "validate_every": 50, "validation_size": 256}
+
+    def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        if distribution not in ("gaussian", "uniform"):
+            raise ValueError(f"distribution must be 'gaussian' or 'uniform', got {distribution!r}")
+        self.dim, self.distribution, self.init_std = dim, distribution, init_std
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> QuadraticOptimizee:
+        draw = torch.randn if self.distribution == "gaussian" else torch.rand
+        W = draw(batch_size, self.dim, self.dim, generator=generator)
+        y = draw(batch_size, self.dim, generator=generator)
+        theta0 = self.init_std * torch.randn(batch_size, self.dim, generator=generator)
+        return QuadraticOptimizee(W, y, theta0)
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "distribution": self.distribution, "init_std": self.init_std}

@@ -1,0 +1,93 @@
+"""The one loop that runs an optimizer on an optimizee (Section 2, Figure 2).
+
+Meta-training, evaluation and baseline tuning all go through :func:`optimizee_step`, so a learned
+and a hand-designed optimizer cannot be compared through two different implementations.
+
+At step t the optimizee's loss f(θ_t) and its gradient ∇_t are computed, the optimizer proposes
+g_t, and θ_{t+1} = θ_t + g_t. The gradient is taken from the loss alone (``autograd.grad`` with
+respect to θ_t), and by default it enters the optimizer as a constant: the paper drops the second
+derivatives ∂∇_t/∂φ (the dashed edges of Figure 2). ``second_order=True`` keeps them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .optimizers.base import Optimizer, State
+from .problems.base import Optimizee
+
+
+def optimizee_step(
+    optimizee: Optimizee,
+    optimizer: Optimizer,
+    theta: Tensor,
+    state: State,
+    t: int,
+    *,
+    meta: bool = False,
+    second_order: bool = False,
+) -> tuple[Tensor, Tensor, State]:
+    """One step θ_t → θ_{t+1}. Returns (f(θ_t) ``[B]``, θ_{t+1} ``[B, n]``, next state).
+
+    With ``meta=False`` nothing is recorded for a meta-gradient: θ is detached and the optimizer
+    runs without autograd. With ``meta=True`` the update stays in the graph so that later losses
+    can be differentiated with respect to the optimizer's parameters φ.
+    """
+    if not meta or not theta.requires_grad:
+        theta = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = optimizee.loss(theta, t)
+        (grad,) = torch.autograd.grad(loss.sum(), theta, create_graph=meta and second_order,
+                                      retain_graph=meta)
+    if not (meta and second_order):
+        grad = grad.detach()
+    if meta:
+        update, state = optimizer(grad, state)
+        return loss, theta + update, state
+    with torch.no_grad():
+        update, state = optimizer(grad, state)
+        return loss.detach(), theta.detach() + update, state
+
+
+def unroll(
+    optimizee: Optimizee,
+    optimizer: Optimizer,
+    theta: Tensor,
+    state: State,
+    start: int,
+    steps: int,
+    *,
+    second_order: bool = False,
+) -> tuple[Tensor, Tensor, State]:
+    """A truncated unroll for meta-training: ``steps`` updates from θ_start, kept in the graph.
+
+    Returns (losses ``[steps, B]`` of f(θ_{start+1}) … f(θ_{start+steps}), the final θ, the final
+    state). The meta-loss of this truncation is a weighted sum of these losses (w_t = 1 in the
+    paper); f(θ_start) is not among them since it does not depend on φ.
+    """
+    losses = []
+    for k in range(steps):
+        loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, start + k,
+                                            meta=True, second_order=second_order)
+        if k > 0:
+            losses.append(loss)
+    losses.append(optimizee.loss(theta, start + steps))
+    return torch.stack(losses), theta, state
+
+
+def run(optimizee: Optimizee, optimizer: Optimizer, steps: int) -> tuple[Tensor, Tensor]:
+    """Run ``steps`` updates without meta-gradients.
+
+    Returns (losses ``[steps + 1, B]`` with f(θ_0) … f(θ_steps), final θ ``[B, n]``). Non-finite
+    losses stay in the record, so a diverging optimizer is visible as such.
+    """
+    theta = optimizee.theta0
+    state = optimizer.init_state(theta)
+    losses = []
+    for t in range(steps):
+        loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, t)
+        losses.append(loss)
+    with torch.no_grad():
+        losses.append(optimizee.loss(theta, steps))
+    return torch.stack(losses), theta
