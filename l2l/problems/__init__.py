@@ -2,10 +2,11 @@
 
 from ..specs import build
 from .base import Optimizee, Problem
+from .mnist import Mnist, MnistOptimizee
 from .quadratic import Quadratic, QuadraticOptimizee
 
 #: problem families by command-line name
-PROBLEMS = {Quadratic.name: Quadratic}
+PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist}
 
 
 def make_problem(spec: "str | Problem") -> Problem:
@@ -13,4 +14,5 @@ def make_problem(spec: "str | Problem") -> Problem:
     return spec if isinstance(spec, Problem) else build("problem", PROBLEMS, spec)
 
 
-__all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "PROBLEMS", "make_problem"]
+__all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "Mnist", "MnistOptimizee",
+           "PROBLEMS", "make_problem"]
