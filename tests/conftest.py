@@ -1,0 +1,37 @@
+"""Shared test fixtures.
+
+On machines without internet the data live in a shared folder next to the repository
+(``../shared/data``); when it exists and ``L2L_DATA`` is unset, the tests point ``L2L_DATA`` there.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from l2l import data
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_data_dir():
+    """Set ``L2L_DATA`` to ``../shared/data`` for the session when it exists and none is set."""
+    if os.environ.get("L2L_DATA") or not SHARED_DATA.is_dir():
+        yield os.environ.get("L2L_DATA")
+        return
+    os.environ["L2L_DATA"] = str(SHARED_DATA)
+    try:
+        yield str(SHARED_DATA)
+    finally:
+        os.environ.pop("L2L_DATA", None)
+
+
+@pytest.fixture
+def mnist_dir(shared_data_dir):
+    """The folder of the real MNIST files; skips the test if they are not all there."""
+    folder = data.mnist_folder()
+    missing = [name for name in data.MNIST_FILES if not (folder / name).is_file()]
+    if missing:
+        pytest.skip(f"real MNIST files absent from {folder}: {', '.join(missing)}")
+    return folder
