@@ -66,7 +66,7 @@ def data_dir() -> Path:
     return Path(cache) / "l2l"
 
 
-def md5sum(path: "str | os.PathLike") -> str:
+def md5sum(path: str | os.PathLike) -> str:
     """The md5 hex digest of a file, read in 1 MiB chunks."""
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -129,7 +129,7 @@ def ensure_file(name: str, folder: Path, md5: str, mirrors=None, download_missin
         f"or set L2L_DATA to a folder whose mnist/ subfolder holds them.")
 
 
-def read_idx(path: "str | os.PathLike") -> np.ndarray:
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Parse a gzipped IDX file of unsigned bytes (the MNIST format) into a uint8 array."""
     with gzip.open(path, "rb") as f:
         raw = f.read()
@@ -143,12 +143,12 @@ def read_idx(path: "str | os.PathLike") -> np.ndarray:
     return data.reshape(shape)
 
 
-def mnist_folder(root: "str | os.PathLike | None" = None) -> Path:
+def mnist_folder(root: str | os.PathLike | None = None) -> Path:
     """``<root>/mnist``, with ``root`` defaulting to :func:`data_dir`."""
     return Path(root if root else data_dir()).expanduser() / "mnist"
 
 
-def ensure_mnist(root: "str | os.PathLike | None" = None, download: bool = True, mirrors=None,
+def ensure_mnist(root: str | os.PathLike | None = None, download: bool = True, mirrors=None,
                  checksums: dict | None = None, progress: bool = True) -> Path:
     """The folder holding the four verified MNIST files, fetching whatever is missing.
 
@@ -165,7 +165,7 @@ def ensure_mnist(root: "str | os.PathLike | None" = None, download: bool = True,
     return folder
 
 
-def load_mnist(split: str = "train", data_dir: "str | os.PathLike | None" = None,
+def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
                download: bool = True, mirrors=None, checksums: dict | None = None,
                progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST images ``[N, 784]`` (float32 in [0, 1]) and labels ``[N]`` (int64), cached in memory.

@@ -1,0 +1,151 @@
+"""The MNIST MLP optimizees: layout of θ, agreement with nn.Sequential, data streams, specs."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from l2l import data
+from l2l.optimizers import Adam
+from l2l.problems import Mnist, MnistOptimizee, make_problem
+from l2l.problems.mnist import ACTIVATIONS, layer_sizes, mlp_logits, num_params, unflatten
+from l2l.rollout import run
+from l2l.seeding import generator
+from l2l.specs import SpecError
+
+MODULES = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def sequential(theta_b: torch.Tensor, sizes, activation: str) -> nn.Sequential:
+    """An nn.Sequential MLP holding the weights of one network's flat θ ``[n]``."""
+    modules = []
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        modules.append(nn.Linear(i, o))
+        if k < len(sizes) - 2:
+            modules.append(MODULES[activation]())
+    net = nn.Sequential(*modules).double()
+    torch.nn.utils.vector_to_parameters(theta_b.detach().double(), net.parameters())
+    return net
+
+
+def synthetic_optimizee(B=3, hidden=7, layers=1, activation="sigmoid", batch=16, n_train=50):
+    """An optimizee on random data of MNIST's shape (no files needed), in float64."""
+    g = torch.Generator().manual_seed(0)
+    sizes = layer_sizes(hidden, layers)
+    theta0 = torch.randn(B, num_params(sizes), generator=g, dtype=torch.float64) * 0.3
+    train = (torch.rand(n_train, 784, generator=g, dtype=torch.float64),
+             torch.randint(10, (n_train,), generator=g))
+    test = (torch.rand(20, 784, generator=g, dtype=torch.float64), torch.randint(10, (20,), generator=g))
+    seeds = torch.randint(0, 2**62, (B,), generator=g)
+    return MnistOptimizee(theta0, sizes, ACTIVATIONS[activation], seeds, batch, train, test)
+
+
+def test_sizes_and_layout():
+    assert layer_sizes(20, 1) == [784, 20, 10]
+    assert layer_sizes(30, 2) == [784, 30, 30, 10]
+    assert num_params([784, 20, 10]) == 15910  # the paper's optimizee
+    assert Mnist().num_params == 15910 and Mnist(layers=0).num_params == 7850
+    theta = torch.arange(2 * 15910.0).view(2, 15910)
+    (w1, b1), (w2, b2) = unflatten(theta, [784, 20, 10])
+    assert w1.shape == (2, 20, 784) and b1.shape == (2, 20)
+    assert w2.shape == (2, 10, 20) and b2.shape == (2, 10)
+    assert w1[1, 0, 0] == 15910 and b1[0, 0] == 20 * 784 and b2[0, -1] == 15909
+    assert w1.data_ptr() == theta.data_ptr()  # views, not copies
+    with pytest.raises(ValueError, match="need"):
+        unflatten(theta[:, :-1], [784, 20, 10])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_loss_and_gradient_match_nn_sequential(activation, layers):
+    optimizee = synthetic_optimizee(layers=layers, activation=activation)
+    theta = optimizee.theta0.clone().requires_grad_(True)
+    loss = optimizee.loss(theta, step=4)
+    assert loss.shape == (3,)
+    (grad,) = torch.autograd.grad(loss.sum(), theta)
+    x, y = optimizee.minibatch(4)
+    assert x.shape == (3, 16, 784) and y.shape == (3, 16)
+    for b in range(3):
+        net = sequential(theta[b], optimizee.sizes, activation)
+        expected = nn.functional.cross_entropy(net(x[b]), y[b])
+        assert loss[b].item() == pytest.approx(expected.item(), rel=1e-10)
+        expected.backward()
+        expected_grad = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+        torch.testing.assert_close(grad[b], expected_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_shared_inputs_agree_with_per_network_inputs():
+    optimizee = synthetic_optimizee(layers=2, activation="tanh")
+    x = torch.rand(9, 784, dtype=torch.float64)
+    shared = mlp_logits(optimizee.theta0, optimizee.sizes, torch.tanh, x)
+    per_network = mlp_logits(optimizee.theta0, optimizee.sizes, torch.tanh, x.expand(3, -1, -1))
+    assert shared.shape == (3, 9, 10)
+    torch.testing.assert_close(shared, per_network)
+
+
+def test_metrics_match_a_direct_computation(monkeypatch):
+    optimizee = synthetic_optimizee()
+    monkeypatch.setattr("l2l.problems.mnist.METRICS_BUDGET", 1)  # force many small chunks
+    metrics = optimizee.metrics(optimizee.theta0)
+    assert set(metrics) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    for split, (x, y) in (("train", optimizee.train), ("test", optimizee.test)):
+        for b in range(3):
+            logits = sequential(optimizee.theta0[b], optimizee.sizes, "sigmoid")(x)
+            loss = nn.functional.cross_entropy(logits, y).item()
+            acc = (logits.argmax(1) == y).double().mean().item()
+            assert metrics[f"{split}_loss"][b].item() == pytest.approx(loss, rel=1e-9)
+            assert metrics[f"{split}_acc"][b].item() == pytest.approx(acc)
+
+
+def test_minibatch_streams_are_deterministic_and_distinct():
+    optimizee = synthetic_optimizee(batch=32)
+    later = optimizee.indices(5)
+    first = optimizee.indices(0)
+    assert torch.equal(optimizee.indices(5), later)  # order of the requests does not matter
+    assert not torch.equal(first, later)  # steps see different minibatches
+    assert not torch.equal(first[0], first[1])  # so do the networks
+    assert first.min() >= 0 and first.max() < 50
+
+
+def test_spec_parsing():
+    problem = make_problem("mnist:hidden=30,layers=2")
+    assert (problem.hidden, problem.layers, problem.activation) == (30, 2, "sigmoid")
+    assert problem.spec() == "mnist:hidden=30,layers=2,activation=sigmoid"
+    assert make_problem(problem.spec()).config() == problem.config()
+    assert make_problem("mnist").spec() == "mnist:hidden=20,layers=1,activation=sigmoid"
+    assert make_problem("mnist:activation=relu").activation == "relu"
+    assert make_problem("mnist:hidden=40").sizes == [784, 40, 10]
+    assert make_problem("mnist:batch=64").spec().endswith(",batch=64")
+    with pytest.raises(SpecError, match="known: sigmoid, relu, tanh"):
+        make_problem("mnist:activation=swish")
+    with pytest.raises(ValueError, match="sigmoid"):
+        Mnist(activation="swish")
+    with pytest.raises(SpecError, match="options: hidden, layers, activation"):
+        make_problem("mnist:width=3")
+    assert Mnist.optimizer_defaults == {"preprocess": True, "p": 10.0, "output_scale": 0.1}
+
+
+def test_built_without_data_and_sample_says_where_to_put_it(monkeypatch, tmp_path):
+    problem = Mnist(data_dir=str(tmp_path))  # no files there: building is fine
+    monkeypatch.setattr(data, "MNIST_MIRRORS", [])  # offline
+    with pytest.raises(data.DataUnavailableError, match="L2L_DATA"):
+        problem.sample(2, generator(0, "train"))
+
+
+def test_real_mnist_optimizee(mnist_dir):
+    """The paper's optimizee on the real data: initial loss ≈ ln 10, Adam makes progress."""
+    problem = make_problem("mnist")
+    optimizee = problem.sample(4, generator(0, "test"))
+    assert optimizee.theta0.shape == (4, 15910) and optimizee.theta0.is_contiguous()
+    assert abs(optimizee.theta0.std().item() - 0.01) < 1e-3
+    again = problem.sample(4, generator(0, "test"))
+    assert torch.equal(again.theta0, optimizee.theta0)
+    assert torch.equal(again.indices(3), optimizee.indices(3))
+    losses, theta = run(optimizee, Adam(0.03), 20)
+    assert losses.shape == (21, 4) and theta.shape == (4, 15910)
+    assert losses[0].mean().item() == pytest.approx(math.log(10), abs=0.01)
+    assert losses[-1].mean().item() < 1.5
+    metrics = optimizee.metrics(theta)
+    assert all(v.shape == (4,) for v in metrics.values())
+    assert (metrics["test_acc"] > 0.5).all() and (metrics["train_loss"] < 1.5).all()
