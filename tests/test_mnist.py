@@ -149,3 +149,12 @@ def test_real_mnist_optimizee(mnist_dir):
     metrics = optimizee.metrics(theta)
     assert all(v.shape == (4,) for v in metrics.values())
     assert (metrics["test_acc"] > 0.5).all() and (metrics["train_loss"] < 1.5).all()
+
+
+def test_float64_parameters_on_float32_data():
+    optimizee = synthetic_optimizee()
+    optimizee.train = (optimizee.train[0].float(), optimizee.train[1])
+    theta = optimizee.theta0.double()
+    loss64 = optimizee.loss(theta, 0)
+    assert loss64.dtype == torch.float64
+    torch.testing.assert_close(optimizee.loss(theta.float(), 0).double(), loss64, rtol=1e-5, atol=1e-6)

@@ -13,9 +13,9 @@ authors' code every parameter starts IID N(0, init_std²), init_std = 0.01 (the 
 "IID Gaussian").
 
 Each sampled network has its own stream of minibatches: step t of network b uses 128 training
-images drawn uniformly with replacement by a generator seeded from (a seed drawn for b at
-sampling, t). So step t always sees the same minibatch, whatever order the steps are asked in, and
-one network's data do not depend on how many were sampled with it. The loss the optimizer sees
+images drawn uniformly with replacement (as in the authors' code) by a generator seeded from
+(a seed drawn for b at sampling, t). So step t always sees the same minibatch, whatever order the
+steps are asked in, and a network's minibatches depend on its own seed only. The loss the optimizer sees
 (and that the curves plot) is this minibatch loss; :meth:`MnistOptimizee.metrics` adds the loss
 and accuracy on the full training and test sets.
 
@@ -138,13 +138,18 @@ class MnistOptimizee(Optimizee):
         return self._cached_batch
 
     def logits(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Logits ``[B, M, 10]`` for inputs ``[B, M, 784]`` or ``[M, 784]``."""
+        """Logits ``[B, M, 10]`` for inputs ``[B, M, 784]`` or ``[M, 784]``.
+
+        The inputs follow θ's device and dtype (a no-op for float32 θ on the CPU).
+        """
+        x = x.to(device=theta.device, dtype=theta.dtype)
         return mlp_logits(theta, self.sizes, self.activation, x)
 
     def loss(self, theta: Tensor, step: int = 0) -> Tensor:
         """Mean cross-entropy of each network on its own minibatch at ``step``: ``[B]``."""
         x, y = self.minibatch(step)
         logits = self.logits(theta, x)
+        y = y.to(theta.device)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
     @torch.no_grad()
@@ -157,7 +162,7 @@ class MnistOptimizee(Optimizee):
         for start in range(0, len(labels), chunk):
             x, y = images[start:start + chunk], labels[start:start + chunk]
             logits = self.logits(theta, x)
-            target = y.expand(B, -1)
+            target = y.to(theta.device).expand(B, -1)
             loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
             loss_sum += loss.view(B, -1).double().sum(1)
             correct += (logits.argmax(-1) == target).double().sum(1)
