@@ -1,1 +1,27 @@
-"""l2l: learning to learn by gradient descent by gradient descent, in PyTorch."""
+"""l2l: learning to learn by gradient descent by gradient descent, in PyTorch.
+
+The public API, re-exported from the modules that define it:
+
+- update rules: :class:`LSTMOptimizer` (learned) and :class:`SGD`, :class:`RMSprop`,
+  :class:`Adam`, :class:`NAG` (hand-designed);
+- optimizee families: :class:`Quadratic` (and every family in :data:`PROBLEMS`);
+- meta-training: :class:`MetaTrainer`, :class:`MetaConfig`;
+- evaluation: :func:`evaluate`, :func:`tune_learning_rate`, :func:`run`;
+- checkpoints: :func:`load_optimizer`, :func:`save_optimizer`.
+"""
+
+from .checkpoint import load_optimizer, save_optimizer
+from .evaluate import Curve, evaluate, tune_learning_rate
+from .meta import MetaConfig, MetaTrainer
+from .optimizers import NAG, SGD, Adam, LSTMOptimizer, Optimizer, RMSprop
+from .preprocessing import preprocess_gradients
+from .problems import PROBLEMS, Problem, Quadratic, make_problem
+from .rollout import run, unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load_optimizer", "save_optimizer", "Curve", "evaluate", "tune_learning_rate", "MetaConfig",
+    "MetaTrainer", "NAG", "SGD", "Adam", "LSTMOptimizer", "Optimizer", "RMSprop",
+    "preprocess_gradients", "PROBLEMS", "Problem", "Quadratic", "make_problem", "run", "unroll",
+]

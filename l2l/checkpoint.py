@@ -81,7 +81,7 @@ def provenance(command: str | None = None, **extra) -> dict:
         "command": command,
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         **extra,
     }
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_optimizer
+from . import checkpoint
 from .optimizers import BASELINES, Optimizer
 from .problems import Problem, make_problem
 from .rollout import run
@@ -113,6 +113,26 @@ def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=DEFA
     return best, dict(sorted(scores.items()))
 
 
+def check_spec(spec) -> str:
+    """Validate an optimizer SPEC before any work is done; returns it as text."""
+    text = str(spec)
+    head, _, rest = text.partition(":")
+    if head in BASELINES:
+        if rest:
+            try:
+                if float(rest) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise SpecError(f"bad learning rate in {text!r}; write a positive number, "
+                                f"e.g. {head}:0.01") from None
+        return text
+    if head in ("pretrained", "lstm") or text.endswith(".pt"):
+        checkpoint.resolve(text)
+        return text
+    raise SpecError(f"unknown optimizer {text!r}; use pretrained:NAME, lstm:PATH, "
+                    f"{', '.join(BASELINES)} or a fixed rate like adam:0.01")
+
+
 def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs: int = 64,
                    batch_size: int | None = None, progress: bool = False):
     """Turn an optimizer SPEC into (name, optimizer, lr).
@@ -123,24 +143,19 @@ def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs:
     """
     if isinstance(spec, Optimizer):
         return spec.name, spec, getattr(spec, "lr", None)
-    text = str(spec)
+    text = check_spec(spec)
     head, _, rest = text.partition(":")
     if head in BASELINES:
         if rest:
-            try:
-                lr = float(rest)
-            except ValueError:
-                raise SpecError(f"bad learning rate in {text!r}; write e.g. {head}:0.01") from None
+            lr = float(rest)
         else:
             lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs, seed=seed,
                                        batch_size=batch_size, progress=progress)
         return head, BASELINES[head](lr), lr
     if head in ("pretrained", "lstm") or text.endswith(".pt"):
-        optimizer = load_optimizer(text)
+        optimizer = checkpoint.load_optimizer(text)
         label = rest if head == "pretrained" else "lstm"
         return f"lstm ({label})" if head == "pretrained" else label, optimizer, None
-    raise SpecError(f"unknown optimizer {text!r}; use pretrained:NAME, lstm:PATH, "
-                    f"{', '.join(BASELINES)} or a fixed rate like adam:0.01")
 
 
 def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int = 0,
@@ -151,6 +166,9 @@ def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int =
     Returns one :class:`Curve` per optimizer, in order.
     """
     problem = make_problem(problem)
+    for spec in optimizers:
+        if not isinstance(spec, Optimizer):
+            check_spec(spec)
     curves = []
     bar = tqdm(optimizers, desc="evaluating", disable=not progress, leave=False)
     for spec in bar:

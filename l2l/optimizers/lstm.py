@@ -13,19 +13,31 @@ updates every parameter of every optimizee at once.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import Tensor, nn
 
 from ..preprocessing import preprocess_gradients
+from . import _native
 from .base import Optimizer, State
+
+
+#: LSTM engines: "native" (compiled fused kernel), "torch" (fused autograd Function in plain
+#: PyTorch), "reference" (:func:`lstm_cell`, autograd through every operation), "auto" (native
+#: where it builds, else torch). The environment variable ``L2L_LSTM_ENGINE`` sets the default.
+ENGINES = ("auto", "native", "torch", "reference")
+
+#: the compiled kernel adds the input product itself when the input is this narrow (layer 1)
+KERNEL_INPUT_MAX = 4
 
 
 def lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor):
     """One LSTM step for N independent rows, in ``torch.nn.LSTMCell``'s gate order (i, f, g, o).
 
     Shapes: x ``[N, I]``, h and c ``[N, H]``, w_ih ``[4H, I]``, w_hh ``[4H, H]``, bias ``[4H]``.
-    Returns the new (h, c), each ``[N, H]``.
+    Returns the new (h, c), each ``[N, H]``. This is the straightforward implementation, the
+    ``"reference"`` engine; :func:`fused_lstm_cell` computes the same function faster.
     """
     gates = torch.addmm(bias, x, w_ih.t()) + h @ w_hh.t()
     i, f, g, o = gates.chunk(4, dim=1)
@@ -34,19 +46,122 @@ def lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias:
     return h, c
 
 
+def _cell_forward(x, h, c, w_ih, w_hh, bias, native: bool, save: bool):
+    """One layer without autograd: (h', c', activations ``[N, 4H]``, tanh(c') or None, whether
+    the kernel took the input product). x and h enter through two matrix products into one
+    ``[N, 4H]`` buffer (no concatenation); the gate arithmetic is one fused pass."""
+    if native:
+        in_kernel = x.shape[1] <= KERNEL_INPUT_MAX
+        if in_kernel:  # the kernel adds b + x·W_ihᵀ while it reads the gates
+            gates = torch.mm(h, w_hh.t())
+        else:
+            gates = torch.mm(x, w_ih.t()).addmm_(h, w_hh.t())
+        h, c, tanh_c = _native.forward(
+            gates, x.contiguous() if in_kernel else None,
+            w_ih.t().contiguous() if in_kernel else None, bias.contiguous(), c.contiguous(), save)
+        return h, c, gates, tanh_c, in_kernel
+    act = torch.addmm(bias, x, w_ih.t()).addmm_(h, w_hh.t())
+    H = h.shape[1]
+    g = act[:, 2 * H:3 * H].tanh()
+    act = act.sigmoid_()
+    act[:, 2 * H:3 * H] = g
+    i, f, g, o = act.chunk(4, dim=1)
+    c = torch.addcmul(f * c, i, g)
+    tanh_c = c.tanh()
+    return o * tanh_c, c, act, tanh_c, False
+
+
+def _cell_backward_torch(act, c, tanh_c, dh, dc):
+    """Derivative of the gate arithmetic in plain PyTorch: (d gates ``[N, 4H]``, dc)."""
+    i, f, g, o = act.chunk(4, dim=1)
+    dct = torch.zeros_like(c) if dc is None else dc.clone()
+    if dh is not None:
+        dct.addcmul_(dh * o, 1 - tanh_c * tanh_c)
+        d_o = dh * tanh_c * o * (1 - o)
+    else:
+        d_o = torch.zeros_like(c)
+    dgates = torch.cat([dct * g * i * (1 - i), dct * c * f * (1 - f), dct * i * (1 - g * g), d_o],
+                       dim=1)
+    return dgates, dct * f
+
+
+class FusedLSTMCell(torch.autograd.Function):
+    """:func:`lstm_cell` as one autograd node with a hand-written backward.
+
+    Saves only what the backward needs: the inputs x, h, c, the gate activations ``[N, 4H]``
+    and tanh(c') ``[N, H]``. The backward computes the gate derivatives in one pass (plus, with
+    the compiled kernel, the bias and narrow-input weight gradients in the same pass), then
+    four matrix products: dx = d·W_ih, dh = d·W_hh, dW_ih = dᵀ·x, dW_hh = dᵀ·h, each only
+    where an input needs it (the state at an unroll's start and the gradient input do not).
+    """
+
+    @staticmethod
+    def forward(ctx, x, h, c, w_ih, w_hh, bias, native):
+        h2, c2, act, tanh_c, in_kernel = _cell_forward(x, h, c, w_ih, w_hh, bias, native, True)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h, c, w_ih, w_hh)
+        ctx.act, ctx.tanh_c, ctx.native, ctx.in_kernel = act, tanh_c, native, in_kernel
+        return h2, c2
+
+    @staticmethod
+    def backward(ctx, dh, dc):
+        x, h, c, w_ih, w_hh = ctx.saved_tensors
+        need_x, need_h, need_c, need_w_ih, need_w_hh, need_bias, _ = ctx.needs_input_grad
+        if dh is None and dc is None:
+            return (None,) * 7
+        dh = None if dh is None else dh.contiguous()
+        dc = None if dc is None else dc.contiguous()
+        if ctx.native:
+            dgates, dc_prev, sums = _native.backward(
+                ctx.act, c.contiguous(), ctx.tanh_c, dh, dc,
+                x.contiguous() if ctx.in_kernel else None, need_c)
+            d_bias = sums[-1]
+            d_w_ih = sums[:-1].t() if ctx.in_kernel else None
+        else:
+            dgates, dc_prev = _cell_backward_torch(ctx.act, c, ctx.tanh_c, dh, dc)
+            d_bias, d_w_ih = dgates.sum(0), None
+        if need_w_ih and d_w_ih is None:
+            d_w_ih = dgates.t() @ x
+        return (dgates @ w_ih if need_x else None,
+                dgates @ w_hh if need_h else None,
+                dc_prev if need_c else None,
+                d_w_ih if need_w_ih else None,
+                dgates.t() @ h if need_w_hh else None,
+                d_bias if need_bias else None,
+                None)
+
+
+def fused_lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
+                    native: bool = True):
+    """:func:`lstm_cell` computed by :class:`FusedLSTMCell` (same shapes, same result to float
+    rounding). ``native`` uses the compiled kernel where it is available (float32 on CPU)."""
+    native = (native and x.dtype == h.dtype == c.dtype == w_ih.dtype == torch.float32
+              and x.device.type == "cpu" and _native.available())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, w_ih, w_hh, bias)):
+        return FusedLSTMCell.apply(x, h, c, w_ih, w_hh, bias, native)
+    h, c, _, _, _ = _cell_forward(x, h, c, w_ih, w_hh, bias, native, False)
+    return h, c
+
+
 class CoordinatewiseLSTM(nn.Module):
     """A stack of LSTM layers and a linear read-out, applied row by row.
 
     This module is φ. It maps inputs ``[N, input_size]`` and a state of ``2·num_layers`` tensors
     ``[N, hidden_size]`` (h and c of each layer, bottom first) to outputs ``[N]`` and the next state.
-    Weights use ``torch.nn.LSTMCell``'s layout (one bias per layer instead of two).
+    Weights use ``torch.nn.LSTMCell``'s layout (one bias per layer instead of two). ``engine`` (one
+    of :data:`ENGINES`, default ``$L2L_LSTM_ENGINE`` or ``"auto"``) picks how a step is computed;
+    every engine computes the same function.
     """
 
-    def __init__(self, input_size: int = 2, hidden_size: int = 20, num_layers: int = 2):
+    def __init__(self, input_size: int = 2, hidden_size: int = 20, num_layers: int = 2,
+                 engine: str | None = None):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ValueError(f"need hidden_size ≥ 1 and num_layers ≥ 1, got {hidden_size}, {num_layers}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.engine = engine or os.environ.get("L2L_LSTM_ENGINE", "auto")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         bound = 1.0 / math.sqrt(hidden_size)
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
 
@@ -64,10 +179,18 @@ class CoordinatewiseLSTM(nn.Module):
         return tuple(zeros.clone() for _ in range(2 * self.num_layers))
 
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        engine = getattr(self, "engine", "auto")
         new_state = []
         for layer in range(self.num_layers):
             h, c = state[2 * layer], state[2 * layer + 1]
-            h, c = lstm_cell(x, h, c, self.w_ih[layer], self.w_hh[layer], self.bias[layer])
+            weights = self.w_ih[layer], self.w_hh[layer], self.bias[layer]
+            if engine == "reference":
+                h, c = lstm_cell(x, h, c, *weights)
+            else:
+                if engine == "native" and not _native.available():
+                    raise RuntimeError("the compiled LSTM kernel is not available here (no C "
+                                       "compiler, or L2L_NATIVE=0); use engine='auto'")
+                h, c = fused_lstm_cell(x, h, c, *weights, native=engine != "torch")
             new_state += [h, c]
             x = h
         return self.readout(x).squeeze(-1), tuple(new_state)
@@ -83,6 +206,8 @@ class LSTMOptimizer(Optimizer):
             (the paper's quadratics).
         p: the preprocessing scale (paper 10, authors' code 5).
         output_scale: multiplies the LSTM's output (paper: 0.1 on MNIST, none on quadratics).
+        engine: how the LSTM step is computed (see :data:`ENGINES`); not part of the config, since
+            every engine computes the same function. Change it later with ``optimizer.engine = …``.
 
     The state is ``2·num_layers`` tensors ``[B·n, hidden_size]``; updates have the shape of the
     gradient, ``[B, n]``.
@@ -97,11 +222,22 @@ class LSTMOptimizer(Optimizer):
         preprocess: bool = True,
         p: float = 10.0,
         output_scale: float = 0.1,
+        engine: str | None = None,
     ):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
-        self.net = CoordinatewiseLSTM(2 if preprocess else 1, hidden_size, num_layers)
+        self.net = CoordinatewiseLSTM(2 if preprocess else 1, hidden_size, num_layers, engine)
+
+    @property
+    def engine(self) -> str:
+        return self.net.engine
+
+    @engine.setter
+    def engine(self, engine: str):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.net.engine = engine
 
     def init_state(self, theta: Tensor) -> State:
         return self.net.init_state(theta.numel(), theta)

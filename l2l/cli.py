@@ -1,0 +1,183 @@
+"""Command line: ``python -m l2l {train, evaluate, reproduce, bench, list}``.
+
+Every command prints one-line errors (``l2l: error: …``) for bad input and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import checkpoint
+from .specs import SpecError
+
+
+def _train(args) -> int:
+    from .meta import MetaConfig, MetaTrainer
+    from .optimizers import LSTMOptimizer
+    from .problems import make_problem
+
+    problem = make_problem(args.problem)
+    config = dict(problem.training_defaults)
+    for key in ("epochs", "horizon", "unroll", "meta_lr", "seed", "batch_size", "clip_grad",
+                "validate_every", "validation_size", "select_by"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if args.second_order:
+        config["second_order"] = True
+    config = MetaConfig(**config)
+    options = dict(problem.optimizer_defaults)
+    for key in ("hidden_size", "num_layers", "preprocess", "p", "output_scale"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    import torch
+
+    torch.manual_seed(config.seed)
+    optimizer = LSTMOptimizer(**options)
+    out = Path(args.out or f"runs/{problem.name}")
+    if not args.resume and (out / "last.pt").exists() and not args.force:
+        raise ValueError(f"{out} already holds a training run; pass --resume to continue it, "
+                         "--force to start over, or --out for another folder")
+    command = "python -m l2l " + shlex.join(sys.argv[1:])
+    trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
+                          progress=not args.quiet)
+    result = trainer.train(resume=args.resume)
+    print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
+          f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, table
+    from .plotting import plot_curves
+
+    curves = evaluate(args.problem, args.optimizer, steps=args.steps, runs=args.runs,
+                      seed=args.seed, tune_runs=args.tune_runs, batch_size=args.batch_size,
+                      progress=not args.quiet)
+    marks = sorted({s for s in (1, 20, 100, args.steps) if s <= args.steps})
+    print(table(curves, marks))
+    for c in curves:
+        if c.metrics:
+            print(f"{c.name}: " + ", ".join(f"{k} {v.double().mean():.4g}" for k, v in c.metrics.items()))
+    if args.json:
+        from .problems import make_problem
+
+        record = {"problem": make_problem(args.problem).spec(), "steps": args.steps,
+                  "runs": args.runs, "seed": args.seed,
+                  "results": [c.summary() for c in curves],
+                  "provenance": checkpoint.provenance()}
+        checkpoint.atomic_write_text(json.dumps(record, indent=1), args.json)
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 4))
+        plot_curves(curves, ax, title=args.problem)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .figures import reproduce
+
+    _, table, png = reproduce(args.figure, retrain=args.retrain, quick=args.quick or None,
+                              out=args.out, seed=args.seed, runs=args.runs,
+                              progress=not args.quiet)
+    print(table)
+    print(f"figure written to {png} (data: {png.with_suffix('.json')})")
+    return 0
+
+
+def _list(args) -> int:
+    from .figures import FIGURES
+    from .optimizers import BASELINES
+    from .problems import PROBLEMS
+
+    print("problems:   " + ", ".join(PROBLEMS))
+    print("optimizers: " + ", ".join([f"pretrained:{n}" for n in checkpoint.list_pretrained()]
+                                     + list(BASELINES) + ["lstm:PATH"]))
+    print("figures:    " + ", ".join(FIGURES))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m l2l", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
+    train.add_argument("problem", help="e.g. quadratic, quadratic:dim=20")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--horizon", type=int, help="steps per optimizee (paper: 100)")
+    train.add_argument("--unroll", type=int, help="steps per truncation (paper: 20)")
+    train.add_argument("--meta-lr", type=float, help="Adam learning rate on φ")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--batch-size", type=int, help="optimizees per epoch")
+    train.add_argument("--clip-grad", type=float, help="clip the meta-gradient norm")
+    train.add_argument("--second-order", action="store_true",
+                       help="keep second derivatives (the paper drops them)")
+    train.add_argument("--validate-every", type=int)
+    train.add_argument("--validation-size", type=int)
+    train.add_argument("--select-by", choices=("meta_loss", "final_loss"))
+    train.add_argument("--hidden-size", type=int)
+    train.add_argument("--num-layers", type=int)
+    train.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("-p", type=float, dest="p", help="preprocessing scale (paper: 10)")
+    train.add_argument("--output-scale", type=float)
+    train.add_argument("--out", help="run folder (default runs/PROBLEM)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    ev = sub.add_parser("evaluate", help="compare optimizers on fresh test optimizees")
+    ev.add_argument("problem")
+    ev.add_argument("--optimizer", action="append", required=True, metavar="SPEC",
+                    help="pretrained:NAME, lstm:PATH, sgd|rmsprop|adam|nag (tuned) or adam:0.01")
+    ev.add_argument("--steps", type=int, default=100)
+    ev.add_argument("--runs", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--tune-runs", type=int, default=64, help="validation optimizees for tuning")
+    ev.add_argument("--batch-size", type=int, help="optimizees run together (default: all)")
+    ev.add_argument("--json", help="write per-step means and stds here")
+    ev.add_argument("--plot", help="write a PNG of the curves here")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(run=_evaluate)
+
+    rep = sub.add_parser("reproduce", help="reproduce a paper figure (PNG + JSON)")
+    rep.add_argument("figure", help="e.g. fig4-left")
+    rep.add_argument("--retrain", action="store_true", help="meta-train a new optimizer first")
+    rep.add_argument("--quick", action="store_true", help="tiny run (as CI does)")
+    rep.add_argument("--out", default="figures")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--runs", type=int)
+    rep.add_argument("--quiet", action="store_true")
+    rep.set_defaults(run=_reproduce)
+
+    ls = sub.add_parser("list", help="list problems, optimizers and figures")
+    ls.set_defaults(run=_list)
+
+    try:
+        from . import bench
+    except ImportError:
+        bench = None
+    if bench is not None:
+        b = sub.add_parser("bench", help="time meta-training and evaluation on this machine")
+        bench.add_arguments(b)
+        b.set_defaults(run=bench.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (SpecError, checkpoint.CheckpointError, ValueError, FileNotFoundError) as error:
+        print(f"l2l: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("l2l: interrupted (training state is saved; rerun with --resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,108 @@
+import math
+
+import pytest
+import torch
+
+from l2l.optimizers import NAG, SGD, Adam, CoordinatewiseLSTM, LSTMOptimizer, RMSprop
+
+
+def test_lstm_step_golden_numbers():
+    """One layer, one unit: the LSTM equations by hand."""
+    net = CoordinatewiseLSTM(input_size=1, hidden_size=1, num_layers=1)
+    with torch.no_grad():
+        net.w_ih[0].copy_(torch.tensor([[0.1], [0.2], [0.3], [0.4]]))
+        net.w_hh[0].copy_(torch.tensor([[0.5], [0.6], [0.7], [0.8]]))
+        net.bias[0].copy_(torch.tensor([0.01, -0.02, 0.03, -0.04]))
+        net.readout.weight.fill_(2.0)
+        net.readout.bias.fill_(-0.5)
+    x, h, c = 1.0, 0.5, 0.2
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    i, f, g, o = 0.1 * x + 0.5 * h + 0.01, 0.2 * x + 0.6 * h - 0.02, 0.3 * x + 0.7 * h + 0.03, 0.4 * x + 0.8 * h - 0.04
+    c_new = sig(f) * c + sig(i) * math.tanh(g)
+    h_new = sig(o) * math.tanh(c_new)
+    out, (h1, c1) = net(torch.tensor([[x]]), (torch.tensor([[h]]), torch.tensor([[c]])))
+    assert c1.item() == pytest.approx(c_new, rel=1e-6)
+    assert h1.item() == pytest.approx(h_new, rel=1e-6)
+    assert out.item() == pytest.approx(2 * h_new - 0.5, rel=1e-6)
+    # the same numbers as literals, so a change of the cell's equations cannot go unnoticed
+    assert c_new == pytest.approx(0.4719784, abs=1e-6)
+    assert h_new == pytest.approx(0.2996570, abs=1e-6)
+
+
+def test_lstm_matches_torch_lstmcell():
+    torch.manual_seed(0)
+    net = CoordinatewiseLSTM(input_size=2, hidden_size=5, num_layers=2)
+    cells = [torch.nn.LSTMCell(2, 5), torch.nn.LSTMCell(5, 5)]
+    with torch.no_grad():
+        for layer, cell in enumerate(cells):
+            cell.weight_ih.copy_(net.w_ih[layer])
+            cell.weight_hh.copy_(net.w_hh[layer])
+            cell.bias_ih.copy_(net.bias[layer])
+            cell.bias_hh.zero_()
+    x = torch.randn(7, 2)
+    state = tuple(torch.randn(7, 5) for _ in range(4))
+    out, new = net(x, state)
+    h1, c1 = cells[0](x, (state[0], state[1]))
+    h2, c2 = cells[1](h1, (state[2], state[3]))
+    for a, b in zip(new, (h1, c1, h2, c2)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(out, net.readout(h2).squeeze(-1))
+
+
+@pytest.mark.parametrize("preprocess", [True, False])
+def test_permutation_invariance(preprocess):
+    """Permuting the coordinates of θ permutes the updates, step after step."""
+    torch.manual_seed(1)
+    opt = LSTMOptimizer(hidden_size=8, preprocess=preprocess)
+    B, n = 3, 11
+    perm = torch.randperm(n)
+    theta = torch.zeros(B, n)
+    state, state_p = opt.init_state(theta), opt.init_state(theta)
+    for _ in range(4):
+        grad = torch.randn(B, n) * 10 ** torch.randint(-6, 2, (B, n)).float()
+        update, state = opt(grad, state)
+        update_p, state_p = opt(grad[:, perm], state_p)
+        torch.testing.assert_close(update_p, update[:, perm])
+
+
+def test_lstm_optimizer_shapes_and_config_round_trip():
+    opt = LSTMOptimizer(hidden_size=20, num_layers=2, preprocess=True, output_scale=0.1)
+    assert 5000 < sum(p.numel() for p in opt.parameters()) < 5300  # paper: about 5.1k
+    state = opt.init_state(torch.zeros(4, 6))
+    assert len(state) == 4 and all(s.shape == (24, 20) for s in state)
+    update, _ = opt(torch.randn(4, 6), state)
+    assert update.shape == (4, 6)
+    assert LSTMOptimizer(**opt.config()).config() == opt.config()
+
+
+def _torch_equivalent(name, lr):
+    p = torch.nn.Parameter(torch.zeros(5, 3, dtype=torch.float64))
+    if name == "sgd":
+        return p, torch.optim.SGD([p], lr=lr), SGD(lr)
+    if name == "nag":
+        return p, torch.optim.SGD([p], lr=lr, momentum=0.9, nesterov=True), NAG(lr)
+    if name == "rmsprop":
+        return p, torch.optim.RMSprop([p], lr=lr, alpha=0.99, eps=1e-8), RMSprop(lr)
+    return p, torch.optim.Adam([p], lr=lr, betas=(0.9, 0.999), eps=1e-8), Adam(lr)
+
+
+@pytest.mark.parametrize("name", ["sgd", "nag", "rmsprop", "adam"])
+def test_baselines_match_torch_optim(name):
+    torch.manual_seed(2)
+    p, reference, rule = _torch_equivalent(name, lr=0.03)
+    theta = torch.zeros(5, 3, dtype=torch.float64)
+    state = rule.init_state(theta)
+    for _ in range(10):
+        grad = torch.randn(5, 3, dtype=torch.float64)
+        p.grad = grad.clone()
+        reference.step()
+        update, state = rule(grad, state)
+        theta = theta + update
+        torch.testing.assert_close(theta, p.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_per_optimizee_learning_rates():
+    grad = torch.ones(3, 2)
+    rates = torch.tensor([0.1, 1.0, 10.0])
+    update, _ = SGD(rates)(grad, ())
+    torch.testing.assert_close(update, -rates[:, None].expand(3, 2))
