@@ -28,10 +28,6 @@ from .base import Optimizer, State
 #: where it builds, else torch). The environment variable ``L2L_LSTM_ENGINE`` sets the default.
 ENGINES = ("auto", "native", "torch", "reference")
 
-#: the compiled kernel adds the input product itself when the input is this narrow (layer 1)
-KERNEL_INPUT_MAX = 4
-
-
 def lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor):
     """One LSTM step for N independent rows, in ``torch.nn.LSTMCell``'s gate order (i, f, g, o).
 
@@ -47,19 +43,12 @@ def lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias:
 
 
 def _cell_forward(x, h, c, w_ih, w_hh, bias, native: bool, save: bool):
-    """One layer without autograd: (h', c', activations ``[N, 4H]``, tanh(c') or None, whether
-    the kernel took the input product). x and h enter through two matrix products into one
-    ``[N, 4H]`` buffer (no concatenation); the gate arithmetic is one fused pass."""
+    """One layer without autograd: (h', c', activations ``[N, 4H]``, tanh(c')); the last two only
+    with ``save``. The native kernel does the products and the gate arithmetic row block by row
+    block, so the ``[N, 4H]`` gates never leave the cache unless they are saved. The PyTorch path
+    adds x and h through two matrix products into one buffer (no concatenation)."""
     if native:
-        in_kernel = x.shape[1] <= KERNEL_INPUT_MAX
-        if in_kernel:  # the kernel adds b + x·W_ihᵀ while it reads the gates
-            gates = torch.mm(h, w_hh.t())
-        else:
-            gates = torch.mm(x, w_ih.t()).addmm_(h, w_hh.t())
-        h, c, tanh_c = _native.forward(
-            gates, x.contiguous() if in_kernel else None,
-            w_ih.t().contiguous() if in_kernel else None, bias.contiguous(), c.contiguous(), save)
-        return h, c, gates, tanh_c, in_kernel
+        return _native.forward(x, h, c, w_ih, w_hh, bias, save)
     act = torch.addmm(bias, x, w_ih.t()).addmm_(h, w_hh.t())
     H = h.shape[1]
     g = act[:, 2 * H:3 * H].tanh()
@@ -68,7 +57,7 @@ def _cell_forward(x, h, c, w_ih, w_hh, bias, native: bool, save: bool):
     i, f, g, o = act.chunk(4, dim=1)
     c = torch.addcmul(f * c, i, g)
     tanh_c = c.tanh()
-    return o * tanh_c, c, act, tanh_c, False
+    return o * tanh_c, c, act, tanh_c
 
 
 def _cell_backward_torch(act, c, tanh_c, dh, dc):
@@ -89,18 +78,19 @@ class FusedLSTMCell(torch.autograd.Function):
     """:func:`lstm_cell` as one autograd node with a hand-written backward.
 
     Saves only what the backward needs: the inputs x, h, c, the gate activations ``[N, 4H]``
-    and tanh(c') ``[N, H]``. The backward computes the gate derivatives in one pass (plus, with
-    the compiled kernel, the bias and narrow-input weight gradients in the same pass), then
-    four matrix products: dx = d·W_ih, dh = d·W_hh, dW_ih = dᵀ·x, dW_hh = dᵀ·h, each only
-    where an input needs it (the state at an unroll's start and the gradient input do not).
+    and tanh(c') ``[N, H]``. The backward computes the gate derivatives d and from them
+    dx = d·W_ih, dh = d·W_hh, dW_ih = dᵀ·x, dW_hh = dᵀ·h and db = Σ d, the first two only where
+    an input needs them (the state at an unroll's start and the gradient input do not). With the
+    native kernel all of it is one pass over row blocks; in PyTorch it is one fused elementwise
+    step and five matrix products.
     """
 
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, bias, native):
-        h2, c2, act, tanh_c, in_kernel = _cell_forward(x, h, c, w_ih, w_hh, bias, native, True)
+        h2, c2, act, tanh_c = _cell_forward(x, h, c, w_ih, w_hh, bias, native, True)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, h, c, w_ih, w_hh)
-        ctx.act, ctx.tanh_c, ctx.native, ctx.in_kernel = act, tanh_c, native, in_kernel
+        ctx.act, ctx.tanh_c, ctx.native = act, tanh_c, native
         return h2, c2
 
     @staticmethod
@@ -109,26 +99,18 @@ class FusedLSTMCell(torch.autograd.Function):
         need_x, need_h, need_c, need_w_ih, need_w_hh, need_bias, _ = ctx.needs_input_grad
         if dh is None and dc is None:
             return (None,) * 7
-        dh = None if dh is None else dh.contiguous()
-        dc = None if dc is None else dc.contiguous()
         if ctx.native:
-            dgates, dc_prev, sums = _native.backward(
-                ctx.act, c.contiguous(), ctx.tanh_c, dh, dc,
-                x.contiguous() if ctx.in_kernel else None, need_c)
-            d_bias = sums[-1]
-            d_w_ih = sums[:-1].t() if ctx.in_kernel else None
+            dx, dh_prev, dc_prev, d_w_ih, d_w_hh, d_bias = _native.backward(
+                ctx.act, c, ctx.tanh_c, dh, dc, x, h, w_ih, w_hh, (need_x, need_h, need_c))
         else:
             dgates, dc_prev = _cell_backward_torch(ctx.act, c, ctx.tanh_c, dh, dc)
-            d_bias, d_w_ih = dgates.sum(0), None
-        if need_w_ih and d_w_ih is None:
-            d_w_ih = dgates.t() @ x
-        return (dgates @ w_ih if need_x else None,
-                dgates @ w_hh if need_h else None,
-                dc_prev if need_c else None,
-                d_w_ih if need_w_ih else None,
-                dgates.t() @ h if need_w_hh else None,
-                d_bias if need_bias else None,
-                None)
+            dx = dgates @ w_ih if need_x else None
+            dh_prev = dgates @ w_hh if need_h else None
+            d_w_ih = dgates.t() @ x if need_w_ih else None
+            d_w_hh = dgates.t() @ h if need_w_hh else None
+            d_bias = dgates.sum(0) if need_bias else None
+        return (dx, dh_prev, dc_prev if need_c else None, d_w_ih if need_w_ih else None,
+                d_w_hh if need_w_hh else None, d_bias if need_bias else None, None)
 
 
 def fused_lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
@@ -139,7 +121,7 @@ def fused_lstm_cell(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
               and x.device.type == "cpu" and _native.available())
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, w_ih, w_hh, bias)):
         return FusedLSTMCell.apply(x, h, c, w_ih, w_hh, bias, native)
-    h, c, _, _, _ = _cell_forward(x, h, c, w_ih, w_hh, bias, native, False)
+    h, c, _, _ = _cell_forward(x, h, c, w_ih, w_hh, bias, native, False)
     return h, c
 
 
