@@ -154,11 +154,12 @@ L2L_INLINE void bwd_block(const int64_t n0, const int64_t n1, const int64_t H, c
                           const float *dh, const float *dc, const float *x, const float *h,
                           const float *wi, const float *wh, float *dx, float *dh_prev,
                           float *dc_prev, float *dwi, float *dwh, float *db) {
-    const int64_t G = 4 * H;
-    float d[G], sink[H];
-    for (int64_t n = n0; n < n1; n++) {
+    const int64_t G = 4 * H, R = n1 - n0;
+    float D[L2L_BLOCK * G], sink[H];
+    for (int64_t n = n0; n < n1; n++) {  /* gate derivatives of the block, kept in L1 */
         const float *a = act + n * G, *cn = c + n * H, *tn = tanh_c + n * H;
         const float *dhn = dh + n * H, *dcn = dc + n * H;
+        float *d = D + (n - n0) * G;
         float *dcp = dc_prev ? dc_prev + n * H : sink;
         #pragma omp simd
         for (int64_t j = 0; j < H; j++) {
@@ -173,13 +174,37 @@ L2L_INLINE void bwd_block(const int64_t n0, const int64_t n1, const int64_t H, c
         }
         #pragma omp simd
         for (int64_t k = 0; k < G; k++) db[k] += d[k];
-        const float *xn = x + n * I, *hn = h + n * H;
-        for (int64_t k = 0; k < G; k++) {
-            const float dk = d[k];
+    }
+    /* weight gradients: dW[k, :] += Σ_r D[r, k]·input[r, :], one row of dW in registers */
+    const float *xb = x + n0 * I, *hb = h + n0 * H;
+    for (int64_t k = 0; k < G; k++) {
+        float acc_h[H], acc_x[I];
+        for (int64_t m = 0; m < H; m++) acc_h[m] = 0.0f;
+        for (int64_t m = 0; m < I; m++) acc_x[m] = 0.0f;
+        for (int64_t r = 0; r < R; r++) {
+            const float dk = D[r * G + k];
             #pragma omp simd
-            for (int64_t m = 0; m < I; m++) dwi[k * I + m] += dk * xn[m];
+            for (int64_t m = 0; m < H; m++) acc_h[m] += dk * hb[r * H + m];
             #pragma omp simd
-            for (int64_t m = 0; m < H; m++) dwh[k * H + m] += dk * hn[m];
+            for (int64_t m = 0; m < I; m++) acc_x[m] += dk * xb[r * I + m];
+        }
+        #pragma omp simd
+        for (int64_t m = 0; m < H; m++) dwh[k * H + m] += acc_h[m];
+        #pragma omp simd
+        for (int64_t m = 0; m < I; m++) dwi[k * I + m] += acc_x[m];
+    }
+    /* input gradients: dh[r, :] = Σ_k D[r, k]·W_hh[k, :], dx likewise with W_ih */
+    for (int64_t r = 0; r < R; r++) {
+        const float *d = D + r * G;
+        if (dh_prev) {
+            float acc[H];
+            for (int64_t m = 0; m < H; m++) acc[m] = 0.0f;
+            for (int64_t k = 0; k < G; k++) {
+                const float dk = d[k];
+                #pragma omp simd
+                for (int64_t m = 0; m < H; m++) acc[m] += dk * wh[k * H + m];
+            }
+            for (int64_t m = 0; m < H; m++) dh_prev[(n0 + r) * H + m] = acc[m];
         }
         if (dx) {
             float acc[I];
@@ -189,17 +214,7 @@ L2L_INLINE void bwd_block(const int64_t n0, const int64_t n1, const int64_t H, c
                 #pragma omp simd
                 for (int64_t m = 0; m < I; m++) acc[m] += dk * wi[k * I + m];
             }
-            for (int64_t m = 0; m < I; m++) dx[n * I + m] = acc[m];
-        }
-        if (dh_prev) {
-            float acc[H];
-            for (int64_t m = 0; m < H; m++) acc[m] = 0.0f;
-            for (int64_t k = 0; k < G; k++) {
-                const float dk = d[k];
-                #pragma omp simd
-                for (int64_t m = 0; m < H; m++) acc[m] += dk * wh[k * H + m];
-            }
-            for (int64_t m = 0; m < H; m++) dh_prev[n * H + m] = acc[m];
+            for (int64_t m = 0; m < I; m++) dx[(n0 + r) * I + m] = acc[m];
         }
     }
 }
