@@ -51,12 +51,39 @@ class Curve:
     def std(self) -> torch.Tensor:
         return self.losses.double().std(dim=1) if self.losses.shape[1] > 1 else torch.zeros_like(self.mean)
 
+    def since(self, step: int) -> "Curve":
+        """The same curve from ``step`` on (for plots of a later window)."""
+        return Curve(self.name, self.losses[step:], self.lr, self.metrics)
+
     def summary(self) -> dict:
         """The JSON record the CLI writes: name, lr, loss_mean, loss_std (and metrics)."""
         out = {"name": self.name, "lr": self.lr, "loss_mean": _floats(self.mean),
                "loss_std": _floats(self.std)}
         out.update({k: float(v.double().mean()) for k, v in self.metrics.items()})
         return out
+
+
+def save_curves(curves: list[Curve], path) -> None:
+    """Store curves (raw per-run losses included) so that a notebook can redraw them later."""
+    checkpoint.atomic_save([{"name": c.name, "losses": c.losses, "lr": c.lr, "metrics": c.metrics}
+                            for c in curves], path)
+
+
+def load_curves(path) -> list[Curve]:
+    """Read curves written by :func:`save_curves`."""
+    return [Curve(**d) for d in torch.load(path, map_location="cpu", weights_only=True)]
+
+
+def cached_curves(path, compute, recompute: bool = False) -> list[Curve]:
+    """Curves from ``path`` if it exists (and ``recompute`` is false), else ``compute()`` saved there."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not recompute:
+        return load_curves(path)
+    curves = compute()
+    save_curves(curves, path)
+    return curves
 
 
 def _floats(t: torch.Tensor) -> list:
