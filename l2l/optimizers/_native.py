@@ -69,16 +69,26 @@ static inline float l2l_exp(float x) {
 
 static inline float l2l_sigmoid(float x) { return 1.0f / (1.0f + l2l_exp(-x)); }
 
-/* tanh(x) = 2 sigmoid(2x) - 1: absolute error about 1e-7, like float32 rounding of values near 1. */
-static inline float l2l_tanh(float x) { return 2.0f / (1.0f + l2l_exp(-2.0f * x)) - 1.0f; }
+/* tanh as in Cephes' tanhf (about 1 ulp): an odd polynomial below |x| = 0.625, else
+   1 - 2 / (exp(2|x|) + 1); branch-free (both are computed, one is selected). */
+static inline float l2l_tanh(float x) {
+    const float ax = x < 0.0f ? -x : x;
+    const float z = x * x;
+    const float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                           - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                         - 3.33332819422e-1f) * z * ax + ax;
+    const float big = 1.0f - 2.0f / (l2l_exp(2.0f * ax) + 1.0f);
+    const float t = ax < 0.625f ? small : big;
+    return x < 0.0f ? -t : t;
+}
 
 #define L2L_BLOCK 32        /* rows per block: a block's gates stay in L1 */
 #define L2L_INLINE static inline __attribute__((always_inline))
 
 /* Forward of rows n0..n1 of one layer. With H and I compile-time constants (see the dispatch
    below) every inner loop has a fixed trip count and vectorises fully. Per row:
-   a = b + W_ihᵀ-weighted x + W_hhᵀ-weighted h (wi_t [I, G], wh_t [H, G]), then all G activations
-   as s·σ(s·a) + (1 − s) with s = 2 on the g gate (tanh) and 1 elsewhere, then c' = f·c + i·g;
+   a = b + W_ih·x + W_hh·h (with wi_t [I, G], wh_t [H, G]), then the activations σ (i, f, o)
+   and tanh (g), then c' = f·c + i·g;
    then tanh(c') over the block and h' = o·tanh(c'). act (if not NULL) keeps the activations. */
 L2L_INLINE void fwd_block(const int64_t n0, const int64_t n1, const int64_t H, const int64_t I,
                           const float *x, const float *h, const float *c, const float *wi_t,
@@ -104,10 +114,11 @@ L2L_INLINE void fwd_block(const int64_t n0, const int64_t n1, const int64_t H, c
             for (int64_t k = 0; k < G; k++) a[k] += v * wh_t[m * G + k];
         }
         #pragma omp simd
-        for (int64_t k = 0; k < G; k++) {
-            const float s = (k >= 2 * H && k < 3 * H) ? 2.0f : 1.0f;
-            a[k] = s / (1.0f + l2l_exp(-s * a[k])) + (1.0f - s);
-        }
+        for (int64_t k = 0; k < 2 * H; k++) a[k] = l2l_sigmoid(a[k]);       /* i, f */
+        #pragma omp simd
+        for (int64_t k = 2 * H; k < 3 * H; k++) a[k] = l2l_tanh(a[k]);      /* g */
+        #pragma omp simd
+        for (int64_t k = 3 * H; k < G; k++) a[k] = l2l_sigmoid(a[k]);       /* o */
         const float *cn = c + n * H;
         float *co = c_out + n * H;
         #pragma omp simd
