@@ -91,8 +91,11 @@ def _floats(t: torch.Tensor) -> list:
 
 
 def rollout_batched(problem: Problem, optimizer: Optimizer, steps: int, runs: int, seed: int,
-                    split: str = "test", batch_size: int | None = None):
-    """Run ``optimizer`` on ``runs`` optimizees in batches; losses ``[steps+1, runs]``, metrics."""
+                    split: str = "test", batch_size: int | None = None, metrics: bool = True):
+    """Run ``optimizer`` on ``runs`` optimizees in batches; losses ``[steps+1, runs]``, metrics.
+
+    ``metrics=False`` skips the problem's end-of-run figures (tuning needs only the losses).
+    """
     batch_size = batch_size or runs
     losses, metrics = [], {}
     for index, first in enumerate(range(0, runs, batch_size)):
@@ -100,7 +103,7 @@ def rollout_batched(problem: Problem, optimizer: Optimizer, steps: int, runs: in
         optimizee = problem.sample(n, generator(seed, split, index))
         curve, theta = run(optimizee, optimizer, steps)
         losses.append(curve)
-        for k, v in optimizee.metrics(theta.detach()).items():
+        for k, v in (optimizee.metrics(theta.detach()) if metrics else {}).items():
             metrics.setdefault(k, []).append(v)
     return torch.cat(losses, dim=1), {k: torch.cat(v) for k, v in metrics.items()}
 
@@ -125,7 +128,8 @@ def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=DEFA
 
     def score(lr):
         if lr not in scores:
-            losses, _ = rollout_batched(problem, cls(lr), steps, runs, seed, "val", batch_size)
+            losses, _ = rollout_batched(problem, cls(lr), steps, runs, seed, "val", batch_size,
+                                        metrics=False)
             scores[lr] = final_score(losses)
         return scores[lr]
 
