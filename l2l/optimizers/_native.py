@@ -1,27 +1,29 @@
-"""A small compiled kernel for the LSTM gate arithmetic, built with the system C compiler.
+"""A small compiled kernel for one coordinatewise LSTM layer, built with the system C compiler.
 
-The coordinatewise LSTM spends as much time in its gate nonlinearities as in its matrix products
-(see ``benchmarks/README.md``): PyTorch runs each ``sigmoid``, ``tanh``, ``mul`` and ``add`` as a
-separate pass over ``[N, 4H]`` tensors. The two functions here do the whole gate update of one
-layer (forward), and its whole derivative (backward), in one pass over the rows, vectorised and
-split over threads with OpenMP.
+In plain PyTorch the LSTM step is memory-bound: every matrix product writes an ``[N, 4H]`` gates
+tensor (5 MB for MNIST's 15,910 coordinates) and every ``sigmoid``, ``tanh``, ``mul`` and ``add``
+reads and writes another (see ``benchmarks/README.md``). The two functions here do one layer's
+whole step, and its whole derivative, block of 32 rows by block, so a block's gates stay in the L1
+cache: the products with W_ih and W_hh (no concatenation), the gate arithmetic, and in backward
+the weight gradients (per-thread sums) and the gradients of x and h. Rows are split over threads
+with OpenMP; the inner loops have fixed trip counts for the paper's H = 20 and vectorise.
 
 The kernel is plain C (no PyTorch headers), so it compiles in about a second; it is built on first
-use into ``$L2L_CACHE`` (default ``~/.cache/l2l``), keyed by a hash of its source and flags, and
-called through ``ctypes`` on the tensors' memory. If there is no compiler, or the build or a
+use into ``$L2L_CACHE`` (default ``~/.cache/l2l``), keyed by a hash of its source, flags and CPU,
+and called through ``ctypes`` on the tensors' memory. If there is no compiler, or the build or a
 self-check fails, :func:`load` returns ``None`` and the caller uses the pure-PyTorch path; set
 ``L2L_NATIVE=0`` to never try. Linked against ``libgomp.so.1``, it shares the OpenMP runtime that
 PyTorch has already loaded, so both use the same thread pool size (``torch.set_num_threads``).
 
 Gate order is ``torch.nn.LSTMCell``'s (i, f, g, o). For row n and unit j (H units, G = 4H):
 
-    forward:  a = b + x·W_xᵀ + pre        (pre = h·W_hhᵀ [+ x·W_ihᵀ], from a matrix product)
+    forward:  a = b + W_ih·x + W_hh·h
               i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
               c' = f·c + i·g;   h' = o·tanh(c')
     backward: dc̃ = dc' + dh'·o·(1 − tanh²c')
               da_o = dh'·tanh(c')·o(1 − o);  da_i = dc̃·g·i(1 − i)
               da_f = dc̃·c·f(1 − f);          da_g = dc̃·i·(1 − g²);   dc = dc̃·f
-              and column sums Σ_n da (the bias gradient) and Σ_n x·da (W_x's gradient).
+              dx = W_ihᵀ·da, dh = W_hhᵀ·da;  dW_ih += da·xᵀ, dW_hh += da·hᵀ, db += da
 """
 
 from __future__ import annotations
