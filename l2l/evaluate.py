@@ -75,14 +75,16 @@ def load_curves(path) -> list[Curve]:
 
 
 def cached_curves(path, compute, recompute: bool = False) -> list[Curve]:
-    """Curves from ``path`` if it exists (and ``recompute`` is false), else ``compute()`` saved there."""
+    """Curves from ``path`` if it exists (and ``recompute`` is false), else ``compute()`` saved
+    there. ``path=None`` always computes and stores nothing (notebooks' quick mode)."""
     from pathlib import Path
 
-    path = Path(path)
-    if path.exists() and not recompute:
+    if path is not None and Path(path).exists() and not recompute:
         return load_curves(path)
     curves = compute()
-    save_curves(curves, path)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_curves(curves, path)
     return curves
 
 
