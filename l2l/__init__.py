@@ -7,7 +7,8 @@ The public API, re-exported from the modules that define it:
 - optimizee families: :class:`Quadratic` (and every family in :data:`PROBLEMS`);
 - meta-training: :class:`MetaTrainer`, :class:`MetaConfig`;
 - evaluation: :func:`evaluate`, :func:`tune_learning_rate`, :func:`run`;
-- checkpoints: :func:`load_optimizer`, :func:`save_optimizer`.
+- checkpoints: :func:`load_optimizer`, :func:`save_optimizer`;
+- training any ``nn.Module`` with a learned optimizer: :class:`LearnedOptimizer`.
 """
 
 from .checkpoint import load_optimizer, save_optimizer
@@ -17,6 +18,7 @@ from .optimizers import NAG, SGD, Adam, LSTMOptimizer, Optimizer, RMSprop
 from .preprocessing import preprocess_gradients
 from .problems import PROBLEMS, Problem, Quadratic, make_problem
 from .rollout import run, unroll
+from .torch_optim import LearnedOptimizer
 
 __version__ = "0.1.0"
 
@@ -24,4 +26,5 @@ __all__ = [
     "load_optimizer", "save_optimizer", "Curve", "evaluate", "tune_learning_rate", "MetaConfig",
     "MetaTrainer", "NAG", "SGD", "Adam", "LSTMOptimizer", "Optimizer", "RMSprop",
     "preprocess_gradients", "PROBLEMS", "Problem", "Quadratic", "make_problem", "run", "unroll",
+    "LearnedOptimizer",
 ]

@@ -1,0 +1,206 @@
+"""LearnedOptimizer: a trained update rule as a torch.optim.Optimizer on any nn.Module."""
+
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+import l2l
+from l2l import LearnedOptimizer
+
+
+def small_rule(seed=0):
+    torch.manual_seed(seed)
+    return l2l.LSTMOptimizer(hidden_size=8, preprocess=True, output_scale=0.1)
+
+
+def small_cnn(seed=1):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 3 * 3, 10),
+    )
+
+
+def batch(step):
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randn(16, 1, 12, 12, generator=g), torch.randint(0, 10, (16,), generator=g)
+
+
+def train(model, opt, steps, start=0):
+    losses = []
+    for t in range(start, start + steps):
+        x, y = batch(t)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_matches_the_functional_rule_on_flat_parameters():
+    model, rule = small_cnn(), small_rule()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).unsqueeze(0)
+    state = rule.init_state(theta)
+    opt = LearnedOptimizer(model.parameters(), optimizer=rule)
+    for t in range(5):
+        x, y = batch(t)
+        flat = theta.detach().requires_grad_(True)
+        views = dict(zip(names, (v.view(s) for v, s in
+                                 zip(flat[0].split([s.numel() for s in shapes]), shapes))))
+        loss = nn.functional.cross_entropy(functional_call(model, views, (x,)), y)
+        (grad,) = torch.autograd.grad(loss, flat)
+        with torch.no_grad():
+            update, state = rule(grad, state)
+        theta = theta + update
+        train(model, opt, 1, start=t)
+        ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        assert torch.equal(ours, theta[0])
+    assert all(opt.state[p]["step"] == 5 for p in model.parameters())
+    assert opt.state[next(model.parameters())]["lstm"][0].shape == (4 * 1 * 9, 8)
+
+
+def test_learns_a_small_regression():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    rule = l2l.SGD(lr=0.1)  # any coordinatewise l2l rule runs, even a stateless one
+    opt = LearnedOptimizer(model.parameters(), optimizer=rule)
+    first = nn.functional.mse_loss(model(x), y).item()
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    assert nn.functional.mse_loss(model(x), y).item() < 1e-3 * first
+
+
+def test_state_dict_round_trip_continues_bit_for_bit(tmp_path):
+    k, m = 4, 3
+    model, opt = small_cnn(), None
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule())
+    reference = train(model, opt, k + m)
+    final = [p.detach().clone() for p in model.parameters()]
+
+    model = small_cnn()
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule())
+    first = train(model, opt, k)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+
+    # a fresh model and an optimizer built around a different rule: the state dict restores all
+    model = small_cnn(seed=7)
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule(seed=5))
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    rest = train(model, opt, m, start=k)
+    assert first + rest == reference
+    for p, q in zip(model.parameters(), final):
+        assert torch.equal(p, q)
+
+
+def test_round_trip_keeps_float32_state_for_float64_parameters():
+    model = small_cnn().double()
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule())
+    x, y = batch(0)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x.double()), y).backward()
+    opt.step()
+    fresh = LearnedOptimizer(model.parameters(), optimizer=small_rule())
+    fresh.load_state_dict(opt.state_dict())
+    for p in model.parameters():
+        for a, b in zip(opt.state[p]["lstm"], fresh.state[p]["lstm"]):
+            assert b.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_none_gradients_are_skipped_and_keep_their_state():
+    torch.manual_seed(0)
+    used, unused = nn.Linear(3, 2), nn.Linear(3, 2)
+    opt = LearnedOptimizer(list(used.parameters()) + list(unused.parameters()),
+                           optimizer=small_rule())
+    before = [p.detach().clone() for p in unused.parameters()]
+    for _ in range(3):
+        opt.zero_grad()
+        used(torch.randn(5, 3)).pow(2).sum().backward()
+        opt.step()
+    for p, q in zip(unused.parameters(), before):
+        assert torch.equal(p, q) and p not in opt.state
+    assert all(opt.state[p]["step"] == 3 for p in used.parameters())
+
+    # once it gets gradients it starts from a fresh state, and the others carry on
+    opt.zero_grad()
+    (used(torch.randn(5, 3)).sum() + unused(torch.randn(5, 3)).sum()).backward()
+    opt.step()
+    assert [opt.state[p]["step"] for p in opt.param_groups[0]["params"]] == [4, 4, 1, 1]
+    assert not all(torch.equal(p, q) for p, q in zip(unused.parameters(), before))
+
+
+def test_sparse_gradients_raise_a_clear_error():
+    embedding = nn.Embedding(10, 3, sparse=True)
+    opt = LearnedOptimizer(embedding.parameters(), optimizer=small_rule())
+    embedding(torch.tensor([1, 2])).sum().backward()
+    weight = embedding.weight.detach().clone()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+    assert torch.equal(embedding.weight, weight)
+
+
+def test_bad_optimizer_specs_raise():
+    params = nn.Linear(2, 2).parameters()
+    with pytest.raises(l2l.checkpoint.CheckpointError, match="no pretrained optimizer"):
+        LearnedOptimizer(params, optimizer="pretrained:no-such-thing")
+    with pytest.raises(l2l.checkpoint.CheckpointError, match="does not exist"):
+        LearnedOptimizer(params, optimizer="/no/such/file.pt")
+    with pytest.raises(TypeError, match="l2l.Optimizer"):
+        LearnedOptimizer(params, optimizer=torch.optim.SGD)
+    with pytest.raises(ValueError, match="one row per coordinate"):
+        LearnedOptimizer(params, optimizer=l2l.Adam())
+    with pytest.raises(ValueError, match="complex"):
+        LearnedOptimizer([nn.Parameter(torch.zeros(2, dtype=torch.complex64))],
+                         optimizer=small_rule())
+
+
+def test_loads_a_checkpoint_by_path(tmp_path):
+    rule = small_rule()
+    path = l2l.save_optimizer(rule, tmp_path / "rule.pt")
+    model_a, model_b = small_cnn(), small_cnn()
+    train(model_a, LearnedOptimizer(model_a.parameters(), optimizer=str(path)), 2)
+    train(model_b, LearnedOptimizer(model_b.parameters(), optimizer=rule), 2)
+    for p, q in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_lr_scales_updates_per_group_and_works_with_schedulers():
+    torch.manual_seed(0)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    start = [p.detach().clone() for p in a.parameters()]
+    rule = small_rule()
+    opt = LearnedOptimizer([{"params": a.parameters()}, {"params": b.parameters(), "lr": 0.5}],
+                           optimizer=rule)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
+    x = torch.randn(5, 3)
+    (a(x).pow(2).sum() + b(x).pow(2).sum()).backward()
+    opt.step()
+    for p, q, s in zip(a.parameters(), b.parameters(), start):
+        torch.testing.assert_close(q - s, 0.5 * (p - s))
+    scheduler.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.05])
+    with pytest.raises(ValueError, match="lr"):
+        LearnedOptimizer(a.parameters(), optimizer=rule, lr=-1.0)
+
+
+def test_lstm_group_must_name_one_of_the_rule_lstms():
+    model, rule = nn.Linear(2, 2), small_rule()
+    LearnedOptimizer(model.parameters(), optimizer=rule, lstm_group="all")
+    LearnedOptimizer([{"params": [model.weight], "lstm_group": None}], optimizer=rule)
+    with pytest.raises(ValueError, match="lstm_group 'conv'.*'all'"):
+        LearnedOptimizer([{"params": [model.weight], "lstm_group": "conv"}], optimizer=rule)
