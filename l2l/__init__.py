@@ -23,8 +23,25 @@ from .torch_optim import LearnedOptimizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "load_optimizer", "save_optimizer", "Curve", "evaluate", "tune_learning_rate", "MetaConfig",
-    "MetaTrainer", "NAG", "SGD", "Adam", "LSTMOptimizer", "Optimizer", "RMSprop",
-    "preprocess_gradients", "PROBLEMS", "Problem", "Quadratic", "make_problem", "run", "unroll",
+    "NAG",
+    "PROBLEMS",
+    "SGD",
+    "Adam",
+    "Curve",
+    "LSTMOptimizer",
     "LearnedOptimizer",
+    "MetaConfig",
+    "MetaTrainer",
+    "Optimizer",
+    "Problem",
+    "Quadratic",
+    "RMSprop",
+    "evaluate",
+    "load_optimizer",
+    "make_problem",
+    "preprocess_gradients",
+    "run",
+    "save_optimizer",
+    "tune_learning_rate",
+    "unroll",
 ]

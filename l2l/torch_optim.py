@@ -58,7 +58,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     parameters of one group must be on one device.
     """
 
-    def __init__(self, params, optimizer: "str | os.PathLike | UpdateRule" = "pretrained:mnist",
+    def __init__(self, params, optimizer: str | os.PathLike | UpdateRule = "pretrained:mnist",
                  lr: float = 1.0, lstm_group: str | None = None):
         if isinstance(optimizer, (str, os.PathLike)):
             optimizer = load_optimizer(optimizer)
