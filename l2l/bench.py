@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .meta import MetaConfig, MetaTrainer
-from .optimizers import LSTMOptimizer
-from .optimizers import _native
+from .optimizers import LSTMOptimizer, _native
 from .optimizers.lstm import CoordinatewiseLSTM
 from .problems.base import Optimizee, Problem
 from .rollout import run
@@ -127,8 +126,9 @@ class ConvOptimizee(Optimizee):
         losses = []
         for theta_b in theta:  # the benchmark uses B = 1
             p = self._split(theta_b)
+            h = x
             for k in range(3):
-                x_k = F.conv2d(x if k == 0 else h, p[f"conv{k}.w"], p[f"conv{k}.b"], padding=2)
+                x_k = F.conv2d(h, p[f"conv{k}.w"], p[f"conv{k}.b"], padding=2)
                 x_k = F.batch_norm(x_k, None, None, p[f"bn{k}.w"], p[f"bn{k}.b"], training=True)
                 h = F.max_pool2d(F.relu(x_k), 2)
             h = F.linear(h.flatten(1), p["fc.w"], p["fc.b"])

@@ -1,6 +1,5 @@
 """Every numbered notebook runs top to bottom in quick mode (L2L_QUICK=1), as in CI."""
 
-import os
 import sys
 from pathlib import Path
 
