@@ -22,7 +22,7 @@ def _train(args) -> int:
 
     problem = make_problem(args.problem)
     config = dict(problem.training_defaults)
-    for key in ("epochs", "horizon", "unroll", "meta_lr", "seed", "batch_size", "clip_grad",
+    for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "seed", "batch_size", "clip_grad",
                 "validate_every", "validation_size", "select_by"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--horizon", type=int, help="steps per optimizee (paper: 100)")
     train.add_argument("--unroll", type=int, help="steps per truncation (paper: 20)")
     train.add_argument("--meta-lr", type=float, help="Adam learning rate on φ")
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                       help="constant (paper) or cosine decay of the meta learning rate to 0")
     train.add_argument("--seed", type=int)
     train.add_argument("--batch-size", type=int, help="optimizees per epoch")
     train.add_argument("--clip-grad", type=float, help="clip the meta-gradient norm")

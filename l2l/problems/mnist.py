@@ -194,9 +194,9 @@ class Mnist(Problem):
 
     name = "mnist"
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
-    training_defaults = {"epochs": 1200, "batch_size": 1, "horizon": 100, "unroll": 20,
-                         "meta_lr": 3e-3, "clip_grad": 1.0, "validate_every": 20,
-                         "validation_size": 16}
+    training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
+                         "meta_lr": 3e-3, "lr_schedule": "cosine", "clip_grad": 1.0,
+                         "validate_every": 20, "validation_size": 16}
 
     def __init__(self, hidden: int = 20, layers: int = 1, activation: str = "sigmoid",
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
