@@ -158,3 +158,14 @@ def test_evaluation_uses_disjoint_seed_streams():
     c, _ = rollout_batched(problem, copy.deepcopy(LSTMOptimizer(preprocess=False)), 1, 4, seed=0,
                            split="test")
     assert torch.equal(a[0], c[0])
+
+
+def test_cosine_schedule_decays_the_meta_learning_rate_to_zero():
+    trainer = MetaTrainer("quadratic", config=_config(epochs=10, lr_schedule="cosine", meta_lr=1e-2),
+                          progress=False)
+    rates = [trainer.meta_lr(e) for e in range(10)]
+    assert rates[0] == 1e-2 and all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] < 3e-4
+    trainer.train_epoch(9)
+    assert trainer.meta_optimizer.param_groups[0]["lr"] == rates[9]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(lr_schedule="linear")
