@@ -213,7 +213,6 @@ L2L_INLINE void fwd_block20(const int64_t n0, const int64_t n1, const int64_t I,
                             float *c_out, float *tanh_c) {
     enum { H = 20, G = 80, NV = 10 };
     float local[L2L_BLOCK * G];
-    float tcb[L2L_BLOCK * H];
     float *ab = act ? act + n0 * G : local;
     int64_t n = n0;
     for (; n + 1 < n1; n += 2) {
@@ -265,23 +264,20 @@ L2L_INLINE void fwd_block20(const int64_t n0, const int64_t n1, const int64_t I,
         #pragma GCC unroll 16
         for (int v = 0; v < NV; v++) ST8(o0 + 8 * v, a0[v]);
     }
+    /* c' = f·c + i·g, tanh(c'), h' = o·tanh(c'), 20 units as vectors at 0, 8 and 12 (the
+       last overlaps the second: its first four lanes are computed twice, identically) */
     for (n = n0; n < n1; n++) {
-        const float *a = ab + (n - n0) * G, *cn = c + n * H;
-        float *co = c_out + n * H;
-        #pragma omp simd
-        for (int64_t j = 0; j < H; j++) co[j] = a[H + j] * cn[j] + a[j] * a[2 * H + j];
-    }
-    const int64_t len = (n1 - n0) * H;
-    const float *cb = c_out + n0 * H;
-    float *tb = tanh_c ? tanh_c + n0 * H : tcb;
-    int64_t k = 0;
-    for (; k + 8 <= len; k += 8) ST8(tb + k, vtanh(LD8(cb + k)));
-    for (; k < len; k++) tb[k] = l2l_tanh(cb[k]);
-    for (n = n0; n < n1; n++) {
-        const float *o = ab + (n - n0) * G + 3 * H, *t = tb + (n - n0) * H;
-        float *hn = h_out + n * H;
-        #pragma omp simd
-        for (int64_t j = 0; j < H; j++) hn[j] = o[j] * t[j];
+        const float *a = ab + (n - n0) * G;
+        #pragma GCC unroll 3
+        for (int q = 0; q < 3; q++) {
+            const int64_t j = q == 2 ? 12 : 8 * q;
+            const v8 cn = LD8(c + n * H + j);
+            const v8 co = LD8(a + H + j) * cn + LD8(a + j) * LD8(a + 2 * H + j);
+            const v8 t = vtanh(co);
+            ST8(c_out + n * H + j, co);
+            if (tanh_c) ST8(tanh_c + n * H + j, t);
+            ST8(h_out + n * H + j, LD8(a + 3 * H + j) * t);
+        }
     }
 }
 
