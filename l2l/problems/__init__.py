@@ -1,12 +1,13 @@
 """Optimizee families, by command-line name."""
 
 from ..specs import build
-from .base import Optimizee, Problem
+from .base import Optimizee, Problem, group_coordinates
+from .cifar import Cifar10, Cifar10Optimizee
 from .mnist import Mnist, MnistOptimizee
 from .quadratic import Quadratic, QuadraticOptimizee
 
 #: problem families by command-line name
-PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist}
+PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist, Cifar10.name: Cifar10}
 
 
 def make_problem(spec: "str | Problem") -> Problem:
@@ -15,4 +16,4 @@ def make_problem(spec: "str | Problem") -> Problem:
 
 
 __all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "Mnist", "MnistOptimizee",
-           "PROBLEMS", "make_problem"]
+           "Cifar10", "Cifar10Optimizee", "PROBLEMS", "group_coordinates", "make_problem"]

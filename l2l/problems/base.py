@@ -4,12 +4,83 @@ A :class:`Problem` is a distribution over functions f (the paper's "class of fun
 2); :meth:`Problem.sample` draws B of them at once as an :class:`Optimizee`, whose parameters θ
 are one flat tensor ``[B, n]``. Losses are written functionally (plain tensor code or
 ``torch.func.functional_call``), so θ_{t+1} = θ_t + g_t stays in the autograd graph.
+
+Parameter groups are data: a problem may name the parameters inside θ (its *layout*, a list of
+(name, shape) in θ's order) and give *group rules* over those names and shapes;
+:func:`group_coordinates` turns the two into the coordinates of each group. On CIFAR-10 the paper
+gives the convolution weights one LSTM and everything else another (Section 3.3); that is the rule
+``{"conv": "conv*.weight"}``, not code in the optimizer.
 """
 
 from __future__ import annotations
 
+import fnmatch
+from typing import Callable, Mapping, Union
+
 import torch
 from torch import Tensor
+
+#: the parameters inside a flat θ: (name, shape) of each, in order
+Layout = list[tuple[str, tuple[int, ...]]]
+
+#: a group rule: a glob pattern over parameter names, or a predicate of (name, shape)
+Rule = Union[str, Callable[[str, tuple[int, ...]], bool]]
+
+#: the group of every coordinate that no rule claims
+DEFAULT_GROUP = "other"
+
+
+def layout_slices(layout: Layout) -> dict[str, slice]:
+    """Where each named parameter sits in the flat θ: name → slice of its coordinates."""
+    slices, start = {}, 0
+    for name, shape in layout:
+        if name in slices:
+            raise ValueError(f"parameter name {name!r} appears twice in the layout")
+        size = 1
+        for d in shape:
+            size *= int(d)
+        slices[name] = slice(start, start + size)
+        start += size
+    return slices
+
+
+def layout_size(layout: Layout) -> int:
+    """n, the number of coordinates of a flat θ with this layout."""
+    slices = layout_slices(layout)
+    return max((s.stop for s in slices.values()), default=0)
+
+
+def matches(rule: Rule, name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a parameter falls under a rule (glob pattern over its name, or predicate)."""
+    if isinstance(rule, str):
+        return fnmatch.fnmatchcase(name, rule)
+    return bool(rule(name, tuple(shape)))
+
+
+def group_coordinates(layout: Layout, rules: Mapping[str, Rule],
+                      default: str = DEFAULT_GROUP) -> dict[str, Tensor]:
+    """Split the coordinates of a flat θ into groups by rules over parameter names and shapes.
+
+    Args:
+        layout: (name, shape) of each parameter, in θ's order.
+        rules: group name → rule, tried in order; a parameter joins the first group whose rule it
+            matches. A rule is a glob pattern over names (``"conv*.weight"``) or a function of
+            (name, shape) returning a bool (``lambda name, shape: len(shape) == 4``).
+        default: the group of parameters that match no rule.
+
+    Returns:
+        group name → int64 indices ``[n_group]`` of its coordinates in θ (increasing), for every
+        group in ``rules`` and then ``default``, empty groups included. Every coordinate of θ is
+        in exactly one group.
+    """
+    if default in rules:
+        raise ValueError(f"the default group {default!r} cannot also have a rule")
+    members: dict[str, list[Tensor]] = {group: [] for group in [*rules, default]}
+    for (name, shape), where in zip(layout, layout_slices(layout).values()):
+        group = next((g for g, rule in rules.items() if matches(rule, name, shape)), default)
+        members[group].append(torch.arange(where.start, where.stop))
+    return {group: torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+            for group, parts in members.items()}
 
 
 class Optimizee:
@@ -20,10 +91,26 @@ class Optimizee:
     """
 
     theta0: Tensor
+    #: (name, shape) of each parameter in θ's order; None: one vector named "theta"
+    layout: Layout | None = None
+    #: group name → rule over the layout's names and shapes (see :func:`group_coordinates`)
+    group_rules: Mapping[str, Rule] = {}
 
     @property
     def batch_size(self) -> int:
         return self.theta0.shape[0]
+
+    def coordinate_groups(self) -> dict[str, Tensor]:
+        """The coordinates of θ's second dimension in each parameter group: name → int64 indices.
+
+        Groups come from :attr:`group_rules` over :attr:`layout` (:func:`group_coordinates`);
+        without rules every coordinate is in ``"other"``. The same for all B optimizees.
+        """
+        n = self.theta0.shape[1]
+        layout = self.layout if self.layout is not None else [("theta", (n,))]
+        if layout_size(layout) != n:
+            raise ValueError(f"the layout has {layout_size(layout)} coordinates, θ has {n}")
+        return group_coordinates(layout, self.group_rules)
 
     def loss(self, theta: Tensor, step: int) -> Tensor:
         """f_b(θ_b) for each of the B functions: ``[B, n]`` → ``[B]``.
@@ -47,6 +134,13 @@ class Problem:
     optimizer_defaults: dict = {}
     #: keyword arguments of :class:`~l2l.meta.MetaTrainer` that the paper (or we) use here
     training_defaults: dict = {}
+    #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
+    #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
+    group_rules: Mapping[str, Rule] = {}
+
+    def group_names(self) -> tuple[str, ...]:
+        """The parameter groups of this family's optimizees, in order (e.g. ``("conv", "other")``)."""
+        return (*self.group_rules, DEFAULT_GROUP)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Optimizee:
         """Draw ``batch_size`` optimizees using ``generator`` for every random choice."""
