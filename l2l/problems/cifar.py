@@ -137,9 +137,11 @@ def batch_norm(x: Tensor, shift: Tensor, eps: float = BN_EPS) -> Tensor:
     ``x`` is ``[M, C]`` or ``[M, C, H, W]``; each channel c is normalised by the mean and the
     biased variance of x[:, c] over the batch (and space), then ``shift[c]`` is added (``shift``
     ``[C]``). This is ``torch.nn.BatchNorm{1,2}d`` in training mode with weight 1 and bias
-    ``shift``, without running averages; it is differentiable twice.
+    ``shift``, without running averages; it is differentiable twice. (The weight of ones is
+    passed explicitly: with no weight, PyTorch 2.13's double backward fails.)
     """
-    return F.batch_norm(x, None, None, None, shift, training=True, eps=eps)
+    return F.batch_norm(x, None, None, shift.new_ones(shift.shape), shift, training=True,
+                        eps=eps)
 
 
 def normalise(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
