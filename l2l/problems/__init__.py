@@ -4,10 +4,12 @@ from ..specs import build
 from .base import Optimizee, Problem, group_coordinates
 from .cifar import Cifar10, Cifar10Optimizee
 from .mnist import Mnist, MnistOptimizee
+from .neural_art import NeuralArt, NeuralArtOptimizee
 from .quadratic import Quadratic, QuadraticOptimizee
 
 #: problem families by command-line name
-PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist, Cifar10.name: Cifar10}
+PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist, Cifar10.name: Cifar10,
+            NeuralArt.name: NeuralArt}
 
 
 def make_problem(spec: "str | Problem") -> Problem:
@@ -16,4 +18,5 @@ def make_problem(spec: "str | Problem") -> Problem:
 
 
 __all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "Mnist", "MnistOptimizee",
-           "Cifar10", "Cifar10Optimizee", "PROBLEMS", "group_coordinates", "make_problem"]
+           "Cifar10", "Cifar10Optimizee", "NeuralArt", "NeuralArtOptimizee", "PROBLEMS",
+           "group_coordinates", "make_problem"]
