@@ -22,7 +22,7 @@ def _train(args) -> int:
 
     problem = make_problem(args.problem)
     config = dict(problem.training_defaults)
-    for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "seed", "batch_size", "clip_grad",
+    for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "objective", "seed", "batch_size", "clip_grad",
                 "validate_every", "validation_size", "select_by"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--batch-size", type=int, help="optimizees per epoch")
     train.add_argument("--clip-grad", type=float, help="clip the meta-gradient norm")
+    train.add_argument("--objective", choices=("loss", "log_loss"),
+                       help="meta-loss per unroll: mean f (paper) or mean log f")
     train.add_argument("--second-order", action="store_true",
                        help="keep second derivatives (the paper drops them)")
     train.add_argument("--validate-every", type=int)

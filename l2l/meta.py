@@ -44,6 +44,9 @@ class MetaConfig:
         lr_schedule: ``"constant"`` (the paper) or ``"cosine"``: the rate decays from ``meta_lr``
             to 0 over ``epochs`` (half a cosine), which steadies long runs on noisy problems.
         clip_grad: clip the meta-gradient to this global norm (None: no clipping).
+        objective: ``"loss"`` (the paper: the mean of f(θ_t) over the unroll, w_t = 1) or
+            ``"log_loss"`` (the mean of log f(θ_t)), which weighs progress late in the horizon,
+            where losses are small, as much as early progress.
         second_order: keep ∂∇_t/∂φ instead of dropping it (paper: dropped).
         validate_every: epochs between validations (and checkpoints).
         validation_size: number of fixed validation optimizees.
@@ -59,6 +62,7 @@ class MetaConfig:
     meta_lr: float = 1e-3
     lr_schedule: str = "constant"
     clip_grad: float | None = None
+    objective: str = "loss"
     second_order: bool = False
     validate_every: int = 100
     validation_size: int = 64
@@ -71,6 +75,8 @@ class MetaConfig:
                              f"({self.unroll})")
         if self.epochs < 0 or self.batch_size < 1 or self.validate_every < 1:
             raise ValueError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
+        if self.objective not in ("loss", "log_loss"):
+            raise ValueError(f"objective must be 'loss' or 'log_loss', got {self.objective!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
@@ -147,7 +153,7 @@ class MetaTrainer:
         for start in range(0, cfg.horizon, cfg.unroll):
             losses, theta, state = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
                                           second_order=cfg.second_order)
-            meta_loss = losses.mean()
+            meta_loss = (losses.clamp_min(1e-12).log() if cfg.objective == "log_loss" else losses).mean()
             self.meta_optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(meta_loss):
                 meta_loss.backward()
