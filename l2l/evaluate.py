@@ -99,6 +99,7 @@ def rollout_batched(problem: Problem, optimizer: Optimizer, steps: int, runs: in
     ``metrics=False`` skips the problem's end-of-run figures (tuning needs only the losses).
     """
     batch_size = batch_size or runs
+    problem = problem.for_split(split)
     losses, metrics = [], {}
     for index, first in enumerate(range(0, runs, batch_size)):
         n = min(batch_size, runs - first)

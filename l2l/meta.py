@@ -117,6 +117,7 @@ class MetaTrainer:
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
                  out=None, command: str | None = None, progress: bool = True):
         self.problem = make_problem(problem)
+        self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
         if optimizer is None:
             torch.manual_seed(self.config.seed)
@@ -146,7 +147,7 @@ class MetaTrainer:
         cfg = self.config
         for group in self.meta_optimizer.param_groups:
             group["lr"] = self.meta_lr(epoch)
-        optimizee = self.problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
+        optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
         theta = optimizee.theta0
         state = self.optimizer.init_state(theta)
         meta_losses = []
@@ -169,8 +170,8 @@ class MetaTrainer:
     def validate(self) -> dict:
         """Figures of the current optimizer on the fixed validation optimizees."""
         if self._validation_set is None:
-            self._validation_set = self.problem.sample(self.config.validation_size,
-                                                       generator(0, "val"))
+            self._validation_set = self.problem.for_split("val").sample(
+                self.config.validation_size, generator(0, "val"))
         return validation_loss(self.problem, self.optimizer, self._validation_set,
                                self.config.horizon)
 

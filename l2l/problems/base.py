@@ -146,6 +146,16 @@ class Problem:
         """Draw ``batch_size`` optimizees using ``generator`` for every random choice."""
         raise NotImplementedError
 
+    def for_split(self, split: str) -> "Problem":
+        """The problem whose optimizees serve ``split`` (``train``, ``val`` or ``test``).
+
+        Families whose data have splits (e.g. neural art's content crops) return the problem on
+        that split's data; the rest return themselves, their splits being seed streams only.
+        Meta-training samples from ``for_split("train")``, validation and baseline tuning from
+        ``for_split("val")``, evaluation from ``for_split("test")``.
+        """
+        return self
+
     def config(self) -> dict:
         """Constructor keyword arguments (used in specs, checkpoints and logs)."""
         return {}
