@@ -33,6 +33,8 @@ def _train(args) -> int:
     for key in ("hidden_size", "num_layers", "preprocess", "p", "output_scale"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    if args.single_lstm:
+        options.pop("groups", None)
     import torch
 
     torch.manual_seed(config.seed)
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("-p", type=float, dest="p", help="preprocessing scale (paper: 10)")
     train.add_argument("--output-scale", type=float)
+    train.add_argument("--single-lstm", action="store_true",
+                       help="one LSTM for every coordinate, also where the paper uses one per "
+                            "parameter group (CIFAR)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")

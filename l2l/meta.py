@@ -149,7 +149,7 @@ class MetaTrainer:
             group["lr"] = self.meta_lr(epoch)
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
         theta = optimizee.theta0
-        state = self.optimizer.init_state(theta)
+        state = self.optimizer.init_state(theta, groups=optimizee.coordinate_groups())
         meta_losses = []
         for start in range(0, cfg.horizon, cfg.unroll):
             losses, theta, state = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,

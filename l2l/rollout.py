@@ -83,7 +83,7 @@ def run(optimizee: Optimizee, optimizer: Optimizer, steps: int) -> tuple[Tensor,
     losses stay in the record, so a diverging optimizer is visible as such.
     """
     theta = optimizee.theta0
-    state = optimizer.init_state(theta)
+    state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
     losses = []
     for t in range(steps):
         loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, t)

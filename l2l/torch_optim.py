@@ -65,7 +65,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if not isinstance(optimizer, UpdateRule):
             raise TypeError("optimizer must be 'pretrained:NAME', a checkpoint path or an "
                             f"l2l.Optimizer (such as l2l.LSTMOptimizer), got {type(optimizer).__name__}")
-        probe = optimizer.init_state(torch.zeros(1, 3, dtype=rule_dtype(optimizer)))
+        probe_rule = optimizer.group_rule(optimizer.groups[0]) if getattr(optimizer, "groups", None) else optimizer
+        probe = probe_rule.init_state(torch.zeros(1, 3, dtype=rule_dtype(optimizer)))
         if any(t.dim() == 0 or t.shape[0] != 3 for t in probe):
             raise ValueError(
                 f"LearnedOptimizer runs coordinatewise rules whose state has one row per "
@@ -80,7 +81,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     def lstm_groups(self) -> tuple[str, ...]:
         """Names of the rule's LSTMs that a parameter group can select with ``lstm_group``."""
-        return ("all",)
+        return getattr(self.rule, "groups", None) or ("all",)
 
     def add_param_group(self, param_group: dict) -> None:
         name = param_group.get("lstm_group", self.defaults.get("lstm_group"))
@@ -96,8 +97,18 @@ class LearnedOptimizer(torch.optim.Optimizer):
                                  "view them as real pairs with torch.view_as_real")
 
     def _rule_for(self, group: dict) -> UpdateRule:
-        """The update rule of a parameter group (one per LSTM group once rules have several)."""
-        return self.rule
+        """The update rule of a parameter group: its LSTM, for a rule with one LSTM per group."""
+        groups = getattr(self.rule, "groups", None)
+        if not groups:
+            return self.rule
+        if group.get("lstm_group") not in groups:
+            raise ValueError(f"this learned optimizer has one LSTM per group ({', '.join(groups)}); "
+                             "give every parameter group an lstm_group, e.g. "
+                             "[{'params': convs, 'lstm_group': 'conv'}, {'params': rest, 'lstm_group': 'other'}]")
+        views = self.__dict__.setdefault("_group_rules", {})
+        if views.get(group["lstm_group"], (None,))[0] is not self.rule:
+            views[group["lstm_group"]] = (self.rule, self.rule.group_rule(group["lstm_group"]))
+        return views[group["lstm_group"]][1]
 
     # ---------------------------------------------------------------- the step
 

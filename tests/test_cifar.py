@@ -105,7 +105,8 @@ def test_spec_parsing_and_complements():
         make_problem("cifar10:labels=3-12")
     with pytest.raises(SpecError, match="options: labels, channels"):
         make_problem("cifar10:classes=5")
-    assert Cifar10.optimizer_defaults == {"preprocess": True, "p": 10.0, "output_scale": 0.1}
+    assert Cifar10.optimizer_defaults == {"preprocess": True, "p": 10.0, "output_scale": 0.1,
+                                          "groups": ["conv", "other"]}
     assert Cifar10.training_defaults["horizon"] == 100 and Cifar10.training_defaults["unroll"] == 20
 
 
@@ -318,10 +319,30 @@ def test_meta_gradient_flows_through_the_unrolled_convnet(second_order):
     optimizee = synthetic_optimizee(B=2, dtype=torch.float32)
     optimizer = LSTMOptimizer(**Cifar10.optimizer_defaults)
     theta = optimizee.theta0
-    losses, theta, _ = unroll(optimizee, optimizer, theta, optimizer.init_state(theta), 0, 3,
+    state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
+    losses, theta, _ = unroll(optimizee, optimizer, theta, state, 0, 3,
                               second_order=second_order)
     assert losses.shape == (3, 2) and theta.shape == optimizee.theta0.shape
     losses.sum().backward()
     grads = [p.grad for p in optimizer.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_meta_training_step_with_one_lstm_per_group(shared_data_dir):
+    """The default CIFAR optimizer has a conv LSTM and an 'other' LSTM; a tiny unroll trains both."""
+    from l2l.meta import MetaConfig, MetaTrainer
+
+    if data.cifar10_source() == "missing":
+        pytest.skip(f"CIFAR-10 absent from {data.cifar10_folder()}")
+    torch.manual_seed(0)
+    problem = Cifar10(labels="0-1", channels=4, hidden=8, batch=16)
+    config = MetaConfig(epochs=1, batch_size=1, horizon=4, unroll=2, validate_every=1,
+                        validation_size=1)
+    trainer = MetaTrainer(problem, config=config, progress=False)
+    assert trainer.optimizer.groups == ("conv", "other")
+    before = {k: v.clone() for k, v in trainer.optimizer.state_dict().items()}
+    trainer.train_epoch(0)
+    after = trainer.optimizer.state_dict()
+    assert not torch.equal(before["nets.conv.readout.weight"], after["nets.conv.readout.weight"])
+    assert not torch.equal(before["nets.other.readout.weight"], after["nets.other.readout.weight"])

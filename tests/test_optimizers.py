@@ -106,3 +106,43 @@ def test_per_optimizee_learning_rates():
     rates = torch.tensor([0.1, 1.0, 10.0])
     update, _ = SGD(rates)(grad, ())
     torch.testing.assert_close(update, -rates[:, None].expand(3, 2))
+
+
+def test_one_lstm_per_parameter_group():
+    """CIFAR's two LSTMs: each group's coordinates go through its own LSTM (Section 3.3)."""
+    torch.manual_seed(4)
+    opt = LSTMOptimizer(hidden_size=6, groups=("conv", "other"))
+    assert opt.config()["groups"] == ["conv", "other"]
+    groups = {"conv": torch.tensor([0, 2, 5]), "other": torch.tensor([1, 3, 4])}
+    theta = torch.zeros(2, 6)
+    state = opt.init_state(theta, groups=groups)
+    conv, other = opt.group_rule("conv"), opt.group_rule("other")
+    state_c, state_o = conv.init_state(theta[:, :3]), other.init_state(theta[:, :3])
+    for _ in range(3):
+        grad = torch.randn(2, 6)
+        update, state = opt(grad, state)
+        expect_c, state_c = conv(grad[:, groups["conv"]], state_c)
+        expect_o, state_o = other(grad[:, groups["other"]], state_o)
+        torch.testing.assert_close(update[:, groups["conv"]], expect_c)
+        torch.testing.assert_close(update[:, groups["other"]], expect_o)
+    # the same weights in both LSTMs give the single-LSTM optimizer's updates
+    with torch.no_grad():
+        for p_c, p_o in zip(opt.nets["conv"].parameters(), opt.nets["other"].parameters()):
+            p_o.copy_(p_c)
+    single = conv
+    grad = torch.randn(2, 6)
+    update, _ = opt(grad, opt.init_state(theta, groups=groups))
+    torch.testing.assert_close(update, single(grad, single.init_state(theta))[0])
+    with pytest.raises(ValueError, match="one LSTM per group"):
+        opt.init_state(theta, groups={"other": torch.arange(6)})
+
+
+def test_grouped_optimizer_checkpoint_round_trip(tmp_path):
+    from l2l.checkpoint import load_optimizer, save_optimizer
+
+    opt = LSTMOptimizer(hidden_size=4, groups=("conv", "other"))
+    save_optimizer(opt, tmp_path / "g.pt")
+    loaded = load_optimizer(tmp_path / "g.pt")
+    assert loaded.groups == ("conv", "other")
+    for a, b in zip(opt.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)

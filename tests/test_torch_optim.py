@@ -204,3 +204,28 @@ def test_lstm_group_must_name_one_of_the_rule_lstms():
     LearnedOptimizer([{"params": [model.weight], "lstm_group": None}], optimizer=rule)
     with pytest.raises(ValueError, match="lstm_group 'conv'.*'all'"):
         LearnedOptimizer([{"params": [model.weight], "lstm_group": "conv"}], optimizer=rule)
+
+
+def test_rule_with_one_lstm_per_group_routes_parameter_groups():
+    from l2l import LSTMOptimizer
+
+    torch.manual_seed(0)
+    rule = LSTMOptimizer(hidden_size=4, groups=("conv", "other"))
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    convs, rest = [model[0].weight], [model[0].bias, *model[2].parameters()]
+    with pytest.raises(ValueError, match="give every parameter group an lstm_group"):
+        opt = l2l.LearnedOptimizer(model.parameters(), rule)
+        model(torch.randn(3, 1, 4, 4)).sum().backward()
+        opt.step()
+    opt = l2l.LearnedOptimizer([{"params": convs, "lstm_group": "conv"},
+                                {"params": rest, "lstm_group": "other"}], rule)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    model(torch.randn(3, 1, 4, 4)).sum().backward()
+    grad = model[0].weight.grad.reshape(1, -1).clone()
+    opt.step()
+    view = rule.group_rule("conv")
+    expect, _ = view(grad, view.init_state(grad))
+    torch.testing.assert_close(model[0].weight.detach().reshape(1, -1) - before[0].reshape(1, -1), expect)
+    with pytest.raises(ValueError, match="not an LSTM of this learned optimizer"):
+        l2l.LearnedOptimizer([{"params": convs, "lstm_group": "fc"}], rule)

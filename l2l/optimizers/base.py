@@ -28,8 +28,12 @@ class Optimizer(nn.Module):
     #: short name used in plots, tables and on the command line
     name: str = "optimizer"
 
-    def init_state(self, theta: Tensor) -> State:
-        """The state before the first step, for parameters ``theta`` of shape ``[B, n]``."""
+    def init_state(self, theta: Tensor, groups=None) -> State:
+        """The state before the first step, for parameters ``theta`` of shape ``[B, n]``.
+
+        ``groups`` (name → coordinate indices) matters only to optimizers with one LSTM per
+        parameter group; the others ignore it.
+        """
         raise NotImplementedError
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:

@@ -25,7 +25,7 @@ class SGD(Optimizer):
         super().__init__()
         self.lr = lr
 
-    def init_state(self, theta: Tensor) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:
         return ()
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -47,7 +47,7 @@ class NAG(SGD):
         super().__init__(lr)
         self.momentum = momentum
 
-    def init_state(self, theta: Tensor) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:
         return (torch.zeros_like(theta),)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -68,7 +68,7 @@ class RMSprop(SGD):
         super().__init__(lr)
         self.alpha, self.eps = alpha, eps
 
-    def init_state(self, theta: Tensor) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:
         return (torch.zeros_like(theta),)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -90,7 +90,7 @@ class Adam(SGD):
         super().__init__(lr)
         self.betas, self.eps = tuple(betas), eps
 
-    def init_state(self, theta: Tensor) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:
         step = torch.zeros((), dtype=theta.dtype, device=theta.device)
         return (torch.zeros_like(theta), torch.zeros_like(theta), step)
 

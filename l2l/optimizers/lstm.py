@@ -188,11 +188,17 @@ class LSTMOptimizer(Optimizer):
             (the paper's quadratics).
         p: the preprocessing scale (paper 10, authors' code 5).
         output_scale: multiplies the LSTM's output (paper: 0.1 on MNIST, none on quadratics).
+        groups: None for one LSTM over every coordinate (the paper, except on CIFAR), or names of
+            parameter groups, each with its own LSTM (CIFAR's ``("conv", "other")``, Section 3.3).
+            The optimizee says which coordinates form each group
+            (:meth:`~l2l.problems.Optimizee.coordinate_groups`, from rules over parameter names).
         engine: how the LSTM step is computed (see :data:`ENGINES`); not part of the config, since
             every engine computes the same function. Change it later with ``optimizer.engine = …``.
 
-    The state is ``2·num_layers`` tensors ``[B·n, hidden_size]``; updates have the shape of the
-    gradient, ``[B, n]``.
+    With one LSTM the state is ``2·num_layers`` tensors ``[B·n, hidden_size]``. With groups it
+    is, for each group in order, its coordinate indices ``[n_g]`` followed by its LSTM's
+    ``2·num_layers`` tensors ``[B·n_g, hidden_size]``. Updates have the shape of the gradient,
+    ``[B, n]``.
     """
 
     name = "lstm"
@@ -204,25 +210,59 @@ class LSTMOptimizer(Optimizer):
         preprocess: bool = True,
         p: float = 10.0,
         output_scale: float = 0.1,
+        groups=None,
         engine: str | None = None,
     ):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
-        self.net = CoordinatewiseLSTM(2 if preprocess else 1, hidden_size, num_layers, engine)
+        self.groups = tuple(groups) if groups is not None else None
+        inputs = 2 if preprocess else 1
+        if self.groups is None:
+            self.net = CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
+        else:
+            if not self.groups or len(set(self.groups)) != len(self.groups):
+                raise ValueError(f"groups must be distinct names, got {groups!r}")
+            self.nets = nn.ModuleDict({g: CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
+                                       for g in self.groups})
+
+    def _nets(self) -> list:
+        return [self.net] if self.groups is None else list(self.nets.values())
 
     @property
     def engine(self) -> str:
-        return self.net.engine
+        return self._nets()[0].engine
 
     @engine.setter
     def engine(self, engine: str):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.net.engine = engine
+        for net in self._nets():
+            net.engine = engine
 
-    def init_state(self, theta: Tensor) -> State:
-        return self.net.init_state(theta.numel(), theta)
+    def group_rule(self, name: str) -> "LSTMOptimizer":
+        """A one-LSTM optimizer that shares the weights of group ``name``'s LSTM."""
+        if self.groups is None or name not in self.groups:
+            raise ValueError(f"no LSTM group {name!r}; this optimizer has "
+                             f"{', '.join(self.groups) if self.groups else 'a single LSTM'}")
+        view = LSTMOptimizer(**{**self.config(), "groups": None, "hidden_size": 1, "num_layers": 1})
+        view.hidden_size, view.num_layers = self.hidden_size, self.num_layers
+        view.net = self.nets[name]  # shared, not copied: training one trains the other
+        return view
+
+    def init_state(self, theta: Tensor, groups=None) -> State:
+        """Zero state for θ ``[B, n]``; ``groups`` (name → indices ``[n_g]``) is needed with groups."""
+        if self.groups is None:
+            return self.net.init_state(theta.numel(), theta)
+        if groups is None or set(groups) != set(self.groups):
+            have = "none" if groups is None else ", ".join(sorted(groups))
+            raise ValueError(f"this optimizer has one LSTM per group ({', '.join(self.groups)}) "
+                             f"but the optimizee's coordinate groups are: {have}")
+        state = []
+        for g in self.groups:
+            index = torch.as_tensor(groups[g], dtype=torch.long, device=theta.device)
+            state += [index, *self.nets[g].init_state(theta.shape[0] * index.numel(), theta)]
+        return tuple(state)
 
     def encode(self, grad: Tensor) -> Tensor:
         """LSTM inputs ``[B·n, 1 or 2]`` for gradients ``[B, n]``."""
@@ -230,14 +270,26 @@ class LSTMOptimizer(Optimizer):
         return preprocess_gradients(flat, self.p) if self.preprocess else flat.unsqueeze(-1)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        out, state = self.net(self.encode(grad), state)
-        return self.output_scale * out.view_as(grad), state
+        if self.groups is None:
+            out, state = self.net(self.encode(grad), state)
+            return self.output_scale * out.view_as(grad), state
+        width = 1 + 2 * self.num_layers
+        update, new_state = torch.zeros_like(grad), []
+        for k, g in enumerate(self.groups):
+            index, group_state = state[k * width], state[k * width + 1:(k + 1) * width]
+            out, group_state = self.nets[g](self.encode(grad[:, index]), group_state)
+            update = update.index_copy(1, index, out.view(grad.shape[0], -1))
+            new_state += [index, *group_state]
+        return self.output_scale * update, tuple(new_state)
 
     def config(self) -> dict:
-        return {
+        config = {
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
             "preprocess": self.preprocess,
             "p": self.p,
             "output_scale": self.output_scale,
         }
+        if self.groups is not None:
+            config["groups"] = list(self.groups)
+        return config

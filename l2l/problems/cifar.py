@@ -291,7 +291,10 @@ class Cifar10(Problem):
     """
 
     name = "cifar10"
-    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
+    # two LSTMs, one for the convolution weights and one for everything else (Section 3.3);
+    # `python -m l2l train cifar10 --single-lstm` trains the one-LSTM ablation
+    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1,
+                          "groups": ["conv", "other"]}
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 8}
