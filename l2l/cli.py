@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=100)
     ev.add_argument("--runs", type=int, default=100)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--tune-runs", type=int, default=64, help="validation optimizees for tuning")
+    ev.add_argument("--tune-runs", type=int,
+                    help="validation optimizees per learning rate when tuning (default: the problem's)")
     ev.add_argument("--batch-size", type=int, help="optimizees run together (default: all)")
     ev.add_argument("--json", help="write per-step means and stds here")
     ev.add_argument("--plot", help="write a PNG of the curves here")

@@ -167,7 +167,7 @@ def check_spec(spec) -> str:
                     f"{', '.join(BASELINES)} or a fixed rate like adam:0.01")
 
 
-def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs: int = 64,
+def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs: int | None = None,
                    batch_size: int | None = None, progress: bool = False):
     """Turn an optimizer SPEC into (name, optimizer, lr).
 
@@ -183,7 +183,7 @@ def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs:
         if rest:
             lr = float(rest)
         else:
-            lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs, seed=seed,
+            lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs or problem.tune_runs, seed=seed,
                                        batch_size=batch_size, progress=progress)
         return head, BASELINES[head](lr), lr
     if head in ("pretrained", "lstm") or text.endswith(".pt"):
@@ -193,7 +193,8 @@ def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs:
 
 
 def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int = 0,
-             tune_runs: int = 64, batch_size: int | None = None, progress: bool = True) -> list[Curve]:
+             tune_runs: int | None = None, batch_size: int | None = None,
+             progress: bool = True) -> list[Curve]:
     """Run each optimizer on the same ``runs`` test optimizees (seed stream ``"test"``).
 
     ``optimizers`` is a list of SPECs (see :func:`make_optimizer`) or :class:`Optimizer` objects.

@@ -43,8 +43,8 @@ class FigureSpec:
     paper_step: int = 100
     #: first step drawn (Figure 4 right shows steps 100–200 of 200-step runs)
     plot_from: int = 0
-    #: validation optimizees per learning rate when tuning a baseline
-    tune_runs: int = 64
+    #: validation optimizees per learning rate when tuning a baseline (None: the problem's)
+    tune_runs: int | None = None
 
 
 FIGURES = {
@@ -54,24 +54,24 @@ FIGURES = {
         paper={"lstm": 0.04, "adam": 0.05, "rmsprop": 0.06, "nag": 0.08, "sgd": 0.21}),
     "fig4-centre": FigureSpec(
         name="fig4-centre", title="MNIST, 100 steps (Figure 4 centre)", problem="mnist",
-        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100), tune_runs=16,
+        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100),
         paper={"lstm": 0.26, "nag": 0.32, "adam": 0.36, "rmsprop": 0.36, "sgd": 0.47}),
     "fig4-right": FigureSpec(
         name="fig4-right", title="MNIST, steps 100–200 (Figure 4 right)", problem="mnist",
         pretrained="mnist", steps=200, runs=100, table_steps=(100, 200), paper_step=200,
-        plot_from=100, tune_runs=16,
+        plot_from=100,
         paper={"lstm": 0.21, "nag": 0.26, "rmsprop": 0.29, "adam": 0.31, "sgd": 0.33}),
     "fig5-wide": FigureSpec(
         name="fig5-wide", title="MNIST, 40 hidden units (Figure 5 left)", problem="mnist:hidden=40",
-        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100), tune_runs=16,
+        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100),
         paper={"lstm": 0.19, "nag": 0.30, "adam": 0.32, "rmsprop": 0.32, "sgd": 0.45}),
     "fig5-deep": FigureSpec(
         name="fig5-deep", title="MNIST, 2 hidden layers (Figure 5 centre)", problem="mnist:layers=2",
-        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100), tune_runs=16,
+        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100),
         paper={"lstm": 0.33, "adam": 0.71, "rmsprop": 0.76, "nag": 0.77, "sgd": 1.8}),
     "fig5-relu": FigureSpec(
         name="fig5-relu", title="MNIST, ReLU (Figure 5 right)", problem="mnist:activation=relu",
-        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100), tune_runs=16,
+        pretrained="mnist", steps=100, runs=100, table_steps=(20, 100),
         paper={"lstm": 2.55}),
 }
 ALIASES = {"4left": "fig4-left", "fig4left": "fig4-left", "quadratic": "fig4-left",
@@ -131,7 +131,7 @@ def reproduce(name: str, retrain: bool = False, quick: bool | None = None, out="
         learned_name = f"lstm ({spec.pretrained})"
     learned.name = learned_name
     curves = evaluate(spec.problem, [learned, *BASELINE_SPECS], steps=spec.steps, runs=runs,
-                      seed=seed, tune_runs=min(16, spec.tune_runs) if quick else spec.tune_runs,
+                      seed=seed, tune_runs=16 if quick else spec.tune_runs,
                       progress=progress)
     curves[0].name = learned_name
 

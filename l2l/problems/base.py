@@ -134,6 +134,9 @@ class Problem:
     optimizer_defaults: dict = {}
     #: keyword arguments of :class:`~l2l.meta.MetaTrainer` that the paper (or we) use here
     training_defaults: dict = {}
+    #: validation optimizees per learning rate when a baseline's rate is tuned (enough that the
+    #: chosen rate does not diverge on the test optimizees; cheap problems can afford many)
+    tune_runs: int = 64
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}

@@ -197,6 +197,7 @@ class Mnist(Problem):
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 3e-3, "lr_schedule": "cosine", "clip_grad": 1.0,
                          "validate_every": 20, "validation_size": 16}
+    tune_runs = 32
 
     def __init__(self, hidden: int = 20, layers: int = 1, activation: str = "sigmoid",
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
