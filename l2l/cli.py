@@ -38,14 +38,17 @@ def _train(args) -> int:
     import torch
 
     torch.manual_seed(config.seed)
-    optimizer = LSTMOptimizer(**options)
+    if args.init:
+        optimizer = checkpoint.load_optimizer(args.init)  # a second stage starts from a trained φ
+    else:
+        optimizer = LSTMOptimizer(**options)
     out = Path(args.out or f"runs/{problem.name}")
     if not args.resume and (out / "last.pt").exists() and not args.force:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it, "
                          "--force to start over, or --out for another folder")
     command = "python -m l2l " + shlex.join(sys.argv[1:])
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
-                          progress=not args.quiet)
+                          progress=not args.quiet, init=args.init)
     result = trainer.train(resume=args.resume)
     print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
           f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
@@ -135,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--single-lstm", action="store_true",
                        help="one LSTM for every coordinate, also where the paper uses one per "
                             "parameter group (CIFAR)")
+    train.add_argument("--init", metavar="SPEC",
+                       help="start from this trained optimizer (pretrained:NAME or lstm:PATH) "
+                            "instead of a fresh one; recorded in the provenance")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")

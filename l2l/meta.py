@@ -112,10 +112,12 @@ class MetaTrainer:
         out: folder for ``last.pt``, ``best.pt``, ``log.csv`` and ``log.json`` (None: keep in memory).
         command: the command line recorded in the checkpoints' provenance.
         progress: show a tqdm progress bar.
+        init: where ``optimizer``'s starting weights came from, if not a fresh initialisation
+            (recorded in the provenance, with that optimizer's own provenance).
     """
 
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
-                 out=None, command: str | None = None, progress: bool = True):
+                 out=None, command: str | None = None, progress: bool = True, init: str | None = None):
         self.problem = make_problem(problem)
         self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
@@ -126,6 +128,8 @@ class MetaTrainer:
         self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)
         self.out = Path(out) if out is not None else None
         self.command = command
+        self.init = None if init is None else {"from": str(init),
+                                                "provenance": getattr(optimizer, "provenance", {})}
         self.progress = progress
         self.epoch = 0
         self.best_validation = math.inf
@@ -219,7 +223,7 @@ class MetaTrainer:
     # -- persistence ---------------------------------------------------------------------------
     def provenance(self) -> dict:
         return checkpoint.provenance(
-            self.command, problem=self.problem.spec(), training=asdict(self.config),
+            self.command, problem=self.problem.spec(), training=asdict(self.config), init=self.init,
             best_epoch=self.best_epoch,
             validation={"select_by": self.config.select_by, "best": self.best_validation,
                         "size": self.config.validation_size},

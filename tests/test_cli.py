@@ -73,3 +73,17 @@ def test_train_and_evaluate_a_checkpoint(capsys, tmp_path):
     code, text, _ = run(capsys, "evaluate", "quadratic:dim=3", "--optimizer", f"lstm:{tmp_path / 'q'}",
                         "--steps", "3", "--runs", "2", "--quiet")
     assert code == 0 and text.splitlines()[2].startswith("lstm")
+
+
+def test_second_stage_starts_from_a_trained_optimizer(capsys, tmp_path):
+    from l2l.checkpoint import load_optimizer
+
+    common = ["--epochs", "1", "--batch-size", "2", "--horizon", "4", "--unroll", "2",
+              "--validate-every", "1", "--validation-size", "2", "--quiet"]
+    assert run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "a"), *common)[0] == 0
+    code, _, _ = run(capsys, "train", "quadratic:dim=2", "--init", f"lstm:{tmp_path / 'a'}",
+                     "--out", str(tmp_path / "b"), *common)
+    assert code == 0
+    record = load_optimizer(tmp_path / "b").provenance
+    assert record["init"]["from"] == f"lstm:{tmp_path / 'a'}"
+    assert record["init"]["provenance"]["command"].endswith("--quiet")
