@@ -86,4 +86,4 @@ def test_second_stage_starts_from_a_trained_optimizer(capsys, tmp_path):
     assert code == 0
     record = load_optimizer(tmp_path / "b").provenance
     assert record["init"]["from"] == f"lstm:{tmp_path / 'a'}"
-    assert record["init"]["provenance"]["command"].endswith("--quiet")
+    assert record["init"]["provenance"]["problem"].startswith("quadratic:dim=2")
