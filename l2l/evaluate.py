@@ -100,15 +100,15 @@ def rollout_batched(problem: Problem, optimizer: Optimizer, steps: int, runs: in
     """
     batch_size = batch_size or runs
     problem = problem.for_split(split)
-    losses, metrics = [], {}
+    losses, figures = [], {}
     for index, first in enumerate(range(0, runs, batch_size)):
         n = min(batch_size, runs - first)
         optimizee = problem.sample(n, generator(seed, split, index))
         curve, theta = run(optimizee, optimizer, steps)
         losses.append(curve)
         for k, v in (optimizee.metrics(theta.detach()) if metrics else {}).items():
-            metrics.setdefault(k, []).append(v)
-    return torch.cat(losses, dim=1), {k: torch.cat(v) for k, v in metrics.items()}
+            figures.setdefault(k, []).append(v)
+    return torch.cat(losses, dim=1), {k: torch.cat(v) for k, v in figures.items()}
 
 
 def final_score(losses: torch.Tensor) -> float:

@@ -177,3 +177,13 @@ def test_meta_training_beats_tuned_sgd_on_a_small_mlp(mnist_dir):
     lstm, _ = rollout_batched(problem, learned, steps, 16, 0, "test")
     sgd, _ = rollout_batched(problem, SGD(lr), steps, 16, 0, "test")
     assert final_score(lstm) < final_score(sgd) - 0.1
+
+
+def test_evaluation_reports_end_of_run_metrics(mnist_dir):
+    """`evaluate` returns the full-set loss and accuracy of every test network (issue 4)."""
+    import l2l
+
+    (curve,) = l2l.evaluate("mnist:hidden=5", ["sgd:0.5"], steps=2, runs=2, progress=False)
+    assert set(curve.metrics) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    assert curve.metrics["test_acc"].shape == (2,)
+    assert "test_acc" in curve.summary()
