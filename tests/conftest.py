@@ -4,7 +4,11 @@ On machines without internet the data live in a shared folder next to the reposi
 (``../shared/data``); when it exists and ``L2L_DATA`` is unset, the tests point ``L2L_DATA`` there.
 """
 
+import contextlib
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,25 @@ def mnist_dir(shared_data_dir):
     if missing:
         pytest.skip(f"real MNIST files absent from {folder}: {', '.join(missing)}")
     return folder
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging every request."""
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder):
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port); yields the base URL."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -5,19 +5,17 @@ structure; the real data are checked where they exist (``L2L_DATA`` or ``../shar
 conftest.py), including the exact official pixels of the recovered copy's lossless subset.
 """
 
-import functools
 import hashlib
-import http.server
 import io
 import logging
 import pickle
 import socket
 import tarfile
-import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import serve_folder
 
 from l2l import data
 
@@ -60,26 +58,13 @@ def fake_archive(folder) -> tuple[dict, dict]:
     return checksums, expected
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path):
     """An HTTP server on 127.0.0.1 serving a fake archive: (base URL, checksums, expected)."""
     served = tmp_path / "served"
     checksums, expected = fake_archive(served)
-    handler = functools.partial(QuietHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", checksums, expected
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_folder(served) as url:
+        yield url, checksums, expected
 
 
 @pytest.fixture

@@ -4,16 +4,14 @@ Downloads are served from a local HTTP server on 127.0.0.1 with small fake files
 are checked where they exist (``L2L_DATA`` or ``../shared/data``, see conftest.py).
 """
 
-import functools
 import gzip
 import hashlib
-import http.server
 import socket
-import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import serve_folder
 
 from l2l import data
 
@@ -42,25 +40,13 @@ def fake_mnist(folder, train=5, test=3) -> dict:
     return checksums
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path):
     """An HTTP server on 127.0.0.1 serving fake MNIST files: (base URL, checksums, served dir)."""
     served = tmp_path / "served"
     checksums = fake_mnist(served)
-    handler = functools.partial(QuietHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/", checksums, served
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_folder(served) as url:
+        yield url, checksums, served
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from ..preprocessing import preprocess_gradients
 from . import _native
 from .base import Optimizer, State
 
-
 #: LSTM engines: "native" (compiled fused kernel), "torch" (fused autograd Function in plain
 #: PyTorch), "reference" (:func:`lstm_cell`, autograd through every operation), "auto" (native
 #: where it builds, else torch). The environment variable ``L2L_LSTM_ENGINE`` sets the default.
