@@ -25,3 +25,13 @@ def seed_for(seed: int, split: str, index: int = 0) -> int:
 def generator(seed: int, split: str, index: int = 0) -> torch.Generator:
     """A CPU generator seeded from (seed, split, index)."""
     return torch.Generator().manual_seed(seed_for(seed, split, index))
+
+
+def minibatch_seed(family: str, seed: int, step: int) -> int:
+    """The 63-bit seed of one network's minibatch at ``step``, in ``family``'s own stream.
+
+    Each sampled network of a stochastic problem draws one ``seed``; its minibatch at step t
+    then depends on (family, seed, t) only, whatever order the steps are asked in.
+    """
+    digest = hashlib.sha256(f"l2l:{family}-batch:{seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -42,13 +42,12 @@ rule :data:`GROUP_RULES`, which :meth:`Cifar10Optimizee.coordinate_groups` appli
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
+from ..seeding import minibatch_seed
 from .base import Layout, Optimizee, Problem, group_coordinates, layout_size, layout_slices
 
 CHANNELS_IN, IMAGE, KERNEL, CONV_LAYERS, NUM_LABELS = 3, 32, 5, 3, 10
@@ -181,9 +180,8 @@ def convnet_logits(theta: Tensor, layout: Layout, x: Tensor, eps: float = BN_EPS
 
 
 def batch_seed(seed: int, step: int) -> int:
-    """The 63-bit seed of one network's minibatch at ``step``."""
-    digest = hashlib.sha256(f"l2l:cifar10-batch:{seed}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    """The 63-bit seed of one network's minibatch at ``step`` (see :func:`l2l.seeding.minibatch_seed`)."""
+    return minibatch_seed("cifar10", seed, step)
 
 
 # ----------------------------------------------------------------------------- the optimizee

@@ -25,13 +25,12 @@ process, so the problem can be built (and its spec parsed) without the files pre
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
+from ..seeding import minibatch_seed
 from .base import Optimizee, Problem
 
 #: hidden-layer nonlinearities by name
@@ -96,9 +95,8 @@ def mlp_logits(theta: Tensor, sizes: list[int], activation, x: Tensor) -> Tensor
 
 
 def batch_seed(seed: int, step: int) -> int:
-    """The 63-bit seed of one network's minibatch at ``step``."""
-    digest = hashlib.sha256(f"l2l:mnist-batch:{seed}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    """The 63-bit seed of one network's minibatch at ``step`` (see :func:`l2l.seeding.minibatch_seed`)."""
+    return minibatch_seed("mnist", seed, step)
 
 
 class MnistOptimizee(Optimizee):
