@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from l2l.bench import LSTMCellNet, reference_optimizer
-from l2l.optimizers import LSTMOptimizer
-from l2l.optimizers import _native
+from l2l.optimizers import LSTMOptimizer, _native
 from l2l.optimizers.lstm import fused_lstm_cell, lstm_cell
 
 FAST = ["torch"] + (["native"] if _native.available() else [])
