@@ -18,7 +18,7 @@ test:
 
 test-slow:
 	bash scripts/setup.sh test
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no slow test at the moment
 
 notebooks:
 	bash scripts/setup.sh notebooks
