@@ -8,6 +8,7 @@ import contextlib
 import functools
 import http.server
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -61,3 +62,12 @@ def serve_folder(folder):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def dead_url():
+    """A URL on 127.0.0.1 where nothing listens (connection refused: 'offline')."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

@@ -9,7 +9,6 @@ import hashlib
 import io
 import logging
 import pickle
-import socket
 import tarfile
 
 import numpy as np
@@ -65,15 +64,6 @@ def server(tmp_path):
     checksums, expected = fake_archive(served)
     with serve_folder(served) as url:
         yield url, checksums, expected
-
-
-@pytest.fixture
-def dead_url():
-    """A URL on 127.0.0.1 where nothing listens (connection refused: 'offline')."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def check_split(x, y, expected):

@@ -6,7 +6,6 @@ are checked where they exist (``L2L_DATA`` or ``../shared/data``, see conftest.p
 
 import gzip
 import hashlib
-import socket
 
 import numpy as np
 import pytest
@@ -47,15 +46,6 @@ def server(tmp_path):
     checksums = fake_mnist(served)
     with serve_folder(served) as url:
         yield url, checksums, served
-
-
-@pytest.fixture
-def dead_url():
-    """A URL on 127.0.0.1 where nothing listens (connection refused: 'offline')."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def test_read_idx_round_trip(tmp_path):

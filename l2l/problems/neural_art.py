@@ -112,6 +112,17 @@ def _missing(path: Path) -> data.DataUnavailableError:
         "folder whose art/ subfolder holds it.")
 
 
+def check_content(size: int, split: str) -> None:
+    """Raise a clear ``ValueError`` unless content crops exist at ``size`` for ``split``."""
+    if size not in CONTENT_FILES:
+        raise ValueError(f"size must be one of {sorted(CONTENT_FILES)}, not {size}")
+    if split not in CONTENT_SPLITS:
+        raise ValueError(f"content must be one of {', '.join(CONTENT_SPLITS)}, not {split!r}")
+    if size == 128 and split == "train":
+        raise ValueError("there are no training crops at 128×128 (the paper trains at 64×64 "
+                         "and tests at 128×128): use content=val or content=test with size=128")
+
+
 def load_content(split: str = "train", size: int = 64, root=None) -> Tensor:
     """Content crops of one split: uint8 ``[N, 3, size, size]`` (RGB), loaded once per process.
 
@@ -119,13 +130,7 @@ def load_content(split: str = "train", size: int = 64, root=None) -> Tensor:
     ``size`` 128: ``val`` or ``test`` from ``content_128_heldout.npz`` (there are no 128-pixel
     training crops). The result is shared between callers: do not modify it.
     """
-    if size not in CONTENT_FILES:
-        raise ValueError(f"content images come at sizes {sorted(CONTENT_FILES)}, not {size}")
-    if split not in CONTENT_SPLITS:
-        raise ValueError(f"unknown content split {split!r}; expected one of {', '.join(CONTENT_SPLITS)}")
-    if size == 128 and split == "train":
-        raise ValueError("there are no training crops at 128×128 (the paper trains at 64×64 "
-                         "and tests at 128×128): use content=val or content=test with size=128")
+    check_content(size, split)
     path = art_folder(root) / CONTENT_FILES[size]
     key = (str(path.resolve()), size, split)
     if key not in _CONTENT:
@@ -308,13 +313,7 @@ class NeuralArt(Problem):
                  features: str = "random", weights: str = "", style_layers: str = "",
                  content_layers: str = "", init: str = "content", init_std: float = 0.1,
                  data_dir: str = ""):
-        if size not in CONTENT_FILES:
-            raise ValueError(f"size must be one of {sorted(CONTENT_FILES)}, not {size}")
-        if content not in CONTENT_SPLITS:
-            raise ValueError(f"content must be one of {', '.join(CONTENT_SPLITS)}, not {content!r}")
-        if size == 128 and content == "train":
-            raise ValueError("there are no training crops at 128×128: use content=val or "
-                             "content=test with size=128 (the paper trains at 64×64)")
+        check_content(size, content)
         if features not in DEFAULT_LAYERS:
             raise ValueError(f"features must be one of {', '.join(DEFAULT_LAYERS)}, not {features!r}")
         if init not in ("content", "noise"):
