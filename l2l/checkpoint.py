@@ -95,7 +95,8 @@ def optimizer_record(optimizer: Optimizer, provenance: dict | None = None) -> di
         "format": FORMAT,
         "class": name,
         "config": optimizer.config(),
-        "state_dict": {k: v.detach().clone() for k, v in optimizer.state_dict().items()},
+        # on the CPU whatever device trained it, so any machine can load it
+        "state_dict": {k: v.detach().cpu().clone() for k, v in optimizer.state_dict().items()},
         "provenance": provenance or {},
     }
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m l2l {train, evaluate, reproduce, bench, list}``.
+"""Command line: ``python -m l2l {train, evaluate, tune, reproduce, bench, list}``.
 
 Every command prints one-line errors (``l2l: error: …``) for bad input and exits with status 2.
 """
@@ -48,7 +48,8 @@ def _train(args) -> int:
                          "--force to start over, or --out for another folder")
     command = "python -m l2l " + shlex.join(sys.argv[1:])
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
-                          progress=not args.quiet, init=args.init)
+                          progress=not args.quiet, init=args.init, device=_device(args.device),
+                          time_limit=args.time_limit)
     result = trainer.train(resume=args.resume)
     print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
           f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
@@ -61,12 +62,16 @@ def _evaluate(args) -> int:
 
     curves = evaluate(args.problem, args.optimizer, steps=args.steps, runs=args.runs,
                       seed=args.seed, tune_runs=args.tune_runs, batch_size=args.batch_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, device=_device(args.device), retune=args.retune)
     marks = sorted({s for s in (1, 20, 100, args.steps) if s <= args.steps})
     print(table(curves, marks))
     for c in curves:
         if c.metrics:
             print(f"{c.name}: " + ", ".join(f"{k} {v.double().mean():.4g}" for k, v in c.metrics.items()))
+    if args.save:
+        from .evaluate import save_curves
+
+        save_curves(curves, args.save)
     if args.json:
         from .problems import make_problem
 
@@ -83,6 +88,52 @@ def _evaluate(args) -> int:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
     return 0
+
+
+def _tune(args) -> int:
+    from . import tuned
+    from .evaluate import tune_learning_rate
+    from .optimizers import BASELINES
+    from .problems import make_problem
+
+    problem = make_problem(args.problem)
+    if args.tune_batch:
+        problem.tune_batch = args.tune_batch
+    names = args.optimizer or list(BASELINES)
+    for name in names:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    runs = args.runs or problem.tune_runs
+    command = "python -m l2l " + shlex.join(sys.argv[1:])
+    for name in names:
+        lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs,
+                                        seed=args.seed, progress=not args.quiet,
+                                        device=_device(args.device))
+        cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
+        print(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
+              f"optimizees: {cells})", flush=True)
+        if args.store:
+            tuned.store(problem.spec(), name, args.steps, lr, scores, runs, args.seed, command,
+                        path=args.store_path or tuned.STORE)
+    if args.store:
+        print(f"stored in {args.store_path or tuned.STORE}")
+    return 0
+
+
+def _device(name):
+    """The torch device of a ``--device`` option, with a clear error when it is unavailable."""
+    if name in (None, "cpu"):
+        return None
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch build sees no CUDA GPU "
+                         f"(torch {torch.__version__}); leave --device out to run on the CPU")
+    return device
 
 
 def _reproduce(args) -> int:
@@ -145,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")
+    train.add_argument("--time-limit", type=float, metavar="SECONDS",
+                       help="stop (validated and saved, resumable) after this much wall time")
     train.set_defaults(run=_train)
 
     ev = sub.add_parser("evaluate", help="compare optimizers on fresh test optimizees")
@@ -159,8 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, help="optimizees run together (default: all)")
     ev.add_argument("--json", help="write per-step means and stds here")
     ev.add_argument("--plot", help="write a PNG of the curves here")
+    ev.add_argument("--save", help="write the raw curves (every run's losses) here, for "
+                                   "l2l.evaluate.load_curves (e.g. a notebook's results/)")
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--device", help="where to run: cpu (default), cuda …")
+    ev.add_argument("--retune", action="store_true",
+                    help="tune baseline rates even where l2l/pretrained/tuned_rates.json has them")
     ev.set_defaults(run=_evaluate)
+
+    tu = sub.add_parser("tune", help="tune the baselines' learning rates on validation optimizees")
+    tu.add_argument("problem")
+    tu.add_argument("--steps", type=int, required=True, help="horizon the rate is tuned for")
+    tu.add_argument("--optimizer", action="append", metavar="NAME",
+                    help="sgd, rmsprop, adam or nag (default: all four)")
+    tu.add_argument("--runs", type=int, help="validation optimizees (default: the problem's)")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--tune-batch", type=int,
+                    help="functions per rollout, rates × optimizees (default: the problem's)")
+    tu.add_argument("--device", help="where to run: cpu (default), cuda …")
+    tu.add_argument("--store", action="store_true",
+                    help="record the rates for evaluate to reuse (l2l/pretrained/tuned_rates.json)")
+    tu.add_argument("--store-path", help="another store file")
+    tu.add_argument("--quiet", action="store_true")
+    tu.set_defaults(run=_tune)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper figure (PNG + JSON)")
     rep.add_argument("figure", help="e.g. fig4-left")

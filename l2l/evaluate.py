@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, tuned
 from .optimizers import BASELINES, Optimizer
 from .problems import Problem, make_problem
 from .rollout import run
 from .seeding import generator
 from .specs import SpecError
 
-#: the coarse learning-rate grid: 1e-4 … 10, three points per decade
-DEFAULT_GRID = tuple(float(x) for x in np.logspace(-4, 1, 16))
+#: the coarse learning-rate grid: 1e-4 … 10, three points per decade (problems may choose another)
+DEFAULT_GRID = Problem.tune_grid
 
 
 @dataclass
@@ -93,21 +93,26 @@ def _floats(t: torch.Tensor) -> list:
 
 
 def rollout_batched(problem: Problem, optimizer: Optimizer, steps: int, runs: int, seed: int,
-                    split: str = "test", batch_size: int | None = None, metrics: bool = True):
+                    split: str = "test", batch_size: int | None = None, metrics: bool = True,
+                    device=None):
     """Run ``optimizer`` on ``runs`` optimizees in batches; losses ``[steps+1, runs]``, metrics.
 
     ``metrics=False`` skips the problem's end-of-run figures (tuning needs only the losses).
+    ``device``: where the rollouts run (default CPU); the optimizer is moved there, the results
+    come back on the CPU.
     """
     batch_size = batch_size or runs
     problem = problem.for_split(split)
+    if device is not None and isinstance(optimizer, torch.nn.Module):
+        optimizer = optimizer.to(device)
     losses, figures = [], {}
     for index, first in enumerate(range(0, runs, batch_size)):
         n = min(batch_size, runs - first)
         optimizee = problem.sample(n, generator(seed, split, index))
-        curve, theta = run(optimizee, optimizer, steps)
-        losses.append(curve)
+        curve, theta = run(optimizee, optimizer, steps, device)
+        losses.append(curve.cpu())
         for k, v in (optimizee.metrics(theta.detach()) if metrics else {}).items():
-            figures.setdefault(k, []).append(v)
+            figures.setdefault(k, []).append(v.cpu())
     return torch.cat(losses, dim=1), {k: torch.cat(v) for k, v in figures.items()}
 
 
@@ -117,33 +122,69 @@ def final_score(losses: torch.Tensor) -> float:
     return float(last.mean()) if torch.isfinite(last).all() else math.inf
 
 
-def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=DEFAULT_GRID,
-                       refine: int = 4, seed: int = 0, batch_size: int | None = None,
-                       progress: bool = False) -> tuple[float, dict]:
+def score_rates(problem: Problem, name: str, rates, steps: int, runs: int, seed: int = 0,
+                batch_size: int | None = None, device=None) -> dict[float, float]:
+    """Mean final loss (:func:`final_score`) of baseline ``name`` at each rate, on the ``runs``
+    validation optimizees of ``seed``.
+
+    All rates run on the same optimizees in one batched rollout per batch of optimizees (the
+    optimizee repeated once per rate, a rate per copy) where the optimizee supports
+    :meth:`~l2l.problems.Optimizee.repeat`, at most the problem's ``tune_batch`` functions
+    (rates × optimizees) per rollout; otherwise each rate is a rollout of its own.
+    """
+    rates = [float(r) for r in rates]
+    problem_val = problem.for_split("val")
+    batch_size = batch_size or runs
+    cls = BASELINES[name]
+    last = {r: [] for r in rates}
+    for index, first in enumerate(range(0, runs, batch_size)):
+        n = min(batch_size, runs - first)
+        optimizee = problem_val.sample(n, generator(seed, "val", index))
+        per_rollout = max(1, problem.tune_batch // n)
+        for c in range(0, len(rates), per_rollout):
+            chunk = rates[c:c + per_rollout]
+            try:
+                copies = optimizee.repeat(len(chunk)) if len(chunk) > 1 else optimizee
+            except NotImplementedError:
+                copies = None
+            if copies is None:  # one rollout per rate
+                for r in chunk:
+                    losses, _ = run(optimizee, cls(r), steps, device)
+                    last[r].append(losses[-1].cpu())
+                continue
+            lr = torch.tensor(chunk, device=device).repeat_interleave(n)
+            losses, _ = run(copies, cls(lr), steps, device)
+            for j, r in enumerate(chunk):
+                last[r].append(losses[-1, j * n:(j + 1) * n].cpu())
+    return {r: final_score(torch.cat(v)[None]) for r, v in last.items()}
+
+
+def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=None,
+                       refine: int | None = None, seed: int = 0, batch_size: int | None = None,
+                       progress: bool = False, device=None) -> tuple[float, dict]:
     """Choose a baseline's learning rate on validation optimizees.
 
-    Every rate on ``grid`` is tried; then ``refine`` more points are tried between the best one
-    and its neighbours. Returns (best rate, {rate: score}) with score the mean final loss.
+    Every rate on ``grid`` is tried; then ``2·refine + 1`` points spaced evenly in log between the
+    best one's neighbours (fewer where they are already scored). ``grid`` and ``refine`` default
+    to the problem's ``tune_grid`` and ``tune_refine`` (:data:`DEFAULT_GRID` and 4 unless the
+    problem is costly). Returns (best rate, {rate: score}) with score the mean final loss.
     """
     problem = make_problem(problem)
-    cls = BASELINES[name]
+    grid = tuple(problem.tune_grid if grid is None else grid)
+    refine = problem.tune_refine if refine is None else refine
     scores: dict[float, float] = {}
-
-    def score(lr):
-        if lr not in scores:
-            losses, _ = rollout_batched(problem, cls(lr), steps, runs, seed, "val", batch_size,
-                                        metrics=False)
-            scores[lr] = final_score(losses)
-        return scores[lr]
-
-    for lr in tqdm(grid, desc=f"tuning {name}", disable=not progress, leave=False):
-        score(lr)
-    best = min(scores, key=scores.get)
-    if refine and math.isfinite(scores[best]):
-        ratio = grid[1] / grid[0] if len(grid) > 1 else 10.0
-        for lr in np.geomspace(best / ratio, best * ratio, 2 * refine + 1):
-            score(float(lr))
+    with tqdm(total=len(grid) + (2 * refine + 1 if refine else 0), desc=f"tuning {name}",
+              disable=not progress, leave=False) as bar:
+        scores.update(score_rates(problem, name, grid, steps, runs, seed, batch_size, device))
+        bar.update(len(grid))
         best = min(scores, key=scores.get)
+        if refine and math.isfinite(scores[best]):
+            ratio = grid[1] / grid[0] if len(grid) > 1 else 10.0
+            finer = [float(r) for r in np.geomspace(best / ratio, best * ratio, 2 * refine + 1)]
+            todo = [r for r in finer if not any(math.isclose(r, q, rel_tol=1e-9) for q in scores)]
+            scores.update(score_rates(problem, name, todo, steps, runs, seed, batch_size, device))
+            bar.update(2 * refine + 1)
+            best = min(scores, key=scores.get)
     return best, dict(sorted(scores.items()))
 
 
@@ -168,23 +209,32 @@ def check_spec(spec) -> str:
 
 
 def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs: int | None = None,
-                   batch_size: int | None = None, progress: bool = False):
+                   batch_size: int | None = None, progress: bool = False, device=None,
+                   retune: bool = False):
     """Turn an optimizer SPEC into (name, optimizer, lr).
 
     SPEC is ``pretrained:NAME``, ``lstm:PATH`` (or a checkpoint path), a baseline name
     (``sgd``, ``rmsprop``, ``adam``, ``nag``: rate tuned on validation optimizees for ``steps``
-    steps), a baseline with a fixed rate (``adam:0.01``), or an :class:`Optimizer` instance.
+    steps, or taken from :mod:`l2l.tuned`'s store where it holds this problem and horizon, unless
+    ``retune``), a baseline with a fixed rate (``adam:0.01``), or an :class:`Optimizer` instance.
     """
     if isinstance(spec, Optimizer):
         return spec.name, spec, getattr(spec, "lr", None)
     text = check_spec(spec)
     head, _, rest = text.partition(":")
     if head in BASELINES:
+        stored = None if rest or retune else tuned.lookup(problem.spec(), head, steps)
         if rest:
             lr = float(rest)
+        elif stored is not None:
+            lr = stored["lr"]
+            tqdm.write(f"{head}: learning rate {lr:.3g} from the stored tuning on {stored['runs']} "
+                       f"validation optimizees ({stored['provenance'].get('command', '?')}); "
+                       "retune=True / --retune tunes again")
         else:
-            lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs or problem.tune_runs, seed=seed,
-                                       batch_size=batch_size, progress=progress)
+            lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs or problem.tune_runs,
+                                       seed=seed, batch_size=batch_size, progress=progress,
+                                       device=device)
         return head, BASELINES[head](lr), lr
     if head in ("pretrained", "lstm") or text.endswith(".pt"):
         optimizer = checkpoint.load_optimizer(text)
@@ -194,11 +244,11 @@ def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs:
 
 def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int = 0,
              tune_runs: int | None = None, batch_size: int | None = None,
-             progress: bool = True) -> list[Curve]:
+             progress: bool = True, device=None, retune: bool = False) -> list[Curve]:
     """Run each optimizer on the same ``runs`` test optimizees (seed stream ``"test"``).
 
     ``optimizers`` is a list of SPECs (see :func:`make_optimizer`) or :class:`Optimizer` objects.
-    Returns one :class:`Curve` per optimizer, in order.
+    ``device``: where to run (default CPU). Returns one :class:`Curve` per optimizer, in order.
     """
     problem = make_problem(problem)
     for spec in optimizers:
@@ -208,9 +258,11 @@ def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int =
     bar = tqdm(optimizers, desc="evaluating", disable=not progress, leave=False)
     for spec in bar:
         name, optimizer, lr = make_optimizer(spec, problem, steps, seed=seed, tune_runs=tune_runs,
-                                             batch_size=batch_size, progress=progress)
+                                             batch_size=batch_size, progress=progress,
+                                             device=device, retune=retune)
         bar.set_postfix(optimizer=name)
-        losses, metrics = rollout_batched(problem, optimizer, steps, runs, seed, "test", batch_size)
+        losses, metrics = rollout_batched(problem, optimizer, steps, runs, seed, "test", batch_size,
+                                          device=device)
         curves.append(Curve(name, losses, lr, metrics))
     return curves
 

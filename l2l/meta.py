@@ -93,9 +93,14 @@ class TrainingResult:
     log: list = field(default_factory=list)
 
 
-def validation_loss(problem: Problem, optimizer, optimizees, horizon: int) -> dict:
+def cpu_state(optimizer) -> dict:
+    """A copy of ``optimizer.state_dict()`` with every tensor on the CPU."""
+    return {k: v.detach().cpu().clone() for k, v in optimizer.state_dict().items()}
+
+
+def validation_loss(problem: Problem, optimizer, optimizees, horizon: int, device=None) -> dict:
     """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T."""
-    losses, _ = run(optimizees, optimizer, horizon)
+    losses, _ = run(optimizees, optimizer, horizon, device)
     losses = losses[1:].double()
     losses = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
     return {"meta_loss": losses.mean().item(), "final_loss": losses[-1].mean().item()}
@@ -114,17 +119,24 @@ class MetaTrainer:
         progress: show a tqdm progress bar.
         init: where ``optimizer``'s starting weights came from, if not a fresh initialisation
             (recorded in the provenance, with that optimizer's own provenance).
+        device: where θ, the optimizer and its meta-gradients live (default CPU; e.g. ``"cuda"``).
+            Checkpoints are written with CPU tensors, so they load anywhere.
+        time_limit: stop after the first epoch that ends this many seconds (wall clock) into
+            :meth:`train`, validating and saving first, so ``resume`` continues the run later.
     """
 
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
-                 out=None, command: str | None = None, progress: bool = True, init: str | None = None):
+                 out=None, command: str | None = None, progress: bool = True, init: str | None = None,
+                 device: torch.device | str | None = None, time_limit: float | None = None):
         self.problem = make_problem(problem)
         self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
         if optimizer is None:
             torch.manual_seed(self.config.seed)
             optimizer = LSTMOptimizer(**self.problem.optimizer_defaults)
-        self.optimizer = optimizer
+        self.device = torch.device(device or "cpu")
+        self.time_limit = time_limit
+        self.optimizer = optimizer.to(self.device)
         self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)
         self.out = Path(out) if out is not None else None
         self.command = command
@@ -134,7 +146,7 @@ class MetaTrainer:
         self.epoch = 0
         self.best_validation = math.inf
         self.best_epoch = -1
-        self.best_state = copy.deepcopy(optimizer.state_dict())
+        self.best_state = cpu_state(optimizer)
         self.log: list[dict] = []
         self._validation_set = None
 
@@ -152,7 +164,7 @@ class MetaTrainer:
         for group in self.meta_optimizer.param_groups:
             group["lr"] = self.meta_lr(epoch)
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
-        theta = optimizee.theta0
+        theta = optimizee.theta0.to(self.device)
         state = self.optimizer.init_state(theta, groups=optimizee.coordinate_groups())
         meta_losses = []
         for start in range(0, cfg.horizon, cfg.unroll):
@@ -177,7 +189,7 @@ class MetaTrainer:
             self._validation_set = self.problem.for_split("val").sample(
                 self.config.validation_size, generator(0, "val"))
         return validation_loss(self.problem, self.optimizer, self._validation_set,
-                               self.config.horizon)
+                               self.config.horizon, self.device)
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> TrainingResult:
@@ -193,13 +205,15 @@ class MetaTrainer:
             for epoch in bar:
                 row = {"epoch": epoch + 1, "meta_loss": self.train_epoch(epoch)}
                 self.epoch = epoch + 1
-                if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs:
+                out_of_time = (self.time_limit is not None
+                               and time.perf_counter() - started > self.time_limit)
+                if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs or out_of_time:
                     figures = self.validate()
                     row.update({f"val_{k}": v for k, v in figures.items()})
                     score = figures[cfg.select_by]
                     if score < self.best_validation:
                         self.best_validation, self.best_epoch = score, self.epoch
-                        self.best_state = copy.deepcopy(self.optimizer.state_dict())
+                        self.best_state = cpu_state(self.optimizer)
                         self.save_best()
                     bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
                                     val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
@@ -209,12 +223,16 @@ class MetaTrainer:
                 else:
                     row["seconds"] = round(time.perf_counter() - started, 2)
                     self.log.append(row)
+                if out_of_time:
+                    bar.write(f"time limit of {self.time_limit:g} s reached after epoch "
+                              f"{self.epoch} of {cfg.epochs}; --resume continues the run")
+                    break
         except KeyboardInterrupt:
             self.save_training_state()
             raise
         if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
             self.best_validation, self.best_epoch = self.validate()[cfg.select_by], self.epoch
-            self.best_state = copy.deepcopy(self.optimizer.state_dict())
+            self.best_state = cpu_state(self.optimizer)
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()

@@ -76,13 +76,15 @@ def unroll(
     return torch.stack(losses), theta, state
 
 
-def run(optimizee: Optimizee, optimizer: Optimizer, steps: int) -> tuple[Tensor, Tensor]:
+def run(optimizee: Optimizee, optimizer: Optimizer, steps: int,
+        device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Run ``steps`` updates without meta-gradients.
 
     Returns (losses ``[steps + 1, B]`` with f(θ_0) … f(θ_steps), final θ ``[B, n]``). Non-finite
-    losses stay in the record, so a diverging optimizer is visible as such.
+    losses stay in the record, so a diverging optimizer is visible as such. ``device``: where θ
+    lives (default: where the optimizee put θ_0); the optimizer must already be there.
     """
-    theta = optimizee.theta0
+    theta = optimizee.theta0 if device is None else optimizee.theta0.to(device)
     state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
     losses = []
     for t in range(steps):

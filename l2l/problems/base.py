@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable, Mapping, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -124,6 +125,12 @@ class Optimizee:
         """Extra end-of-run figures (e.g. test accuracy), each ``[B]``; none by default."""
         return {}
 
+    def repeat(self, copies: int) -> "Optimizee":
+        """The same B functions ``copies`` times over, as one optimizee of ``copies·B``: function
+        ``c·B + b`` is function ``b`` (same θ0, same data). Lets several optimizer settings, such
+        as a grid of learning rates, run on the same functions in one batched rollout."""
+        raise NotImplementedError(f"{type(self).__name__} cannot repeat itself")
+
 
 class Problem:
     """A family of optimizees, with the paper's optimizer and meta-training setup for it."""
@@ -137,6 +144,13 @@ class Problem:
     #: validation optimizees per learning rate when a baseline's rate is tuned (enough that the
     #: chosen rate does not diverge on the test optimizees; cheap problems can afford many)
     tune_runs: int = 64
+    #: functions per rollout when learning rates are tuned side by side (rates × optimizees;
+    #: see :func:`l2l.evaluate.score_rates`): as many as fit comfortably in memory
+    tune_batch: int = 4096
+    #: the coarse learning-rate grid of tuning, and the refinement points on each side of its best
+    #: rate (:func:`l2l.evaluate.tune_learning_rate`): 1e-4 … 10, three points per decade
+    tune_grid: tuple = tuple(float(x) for x in np.logspace(-4, 1, 16))
+    tune_refine: int = 4
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}

@@ -186,6 +186,22 @@ def batch_seed(seed: int, step: int) -> int:
 
 # ----------------------------------------------------------------------------- the optimizee
 
+# the training images copied to an accelerator, once per process: (id of the CPU tensor, device)
+_ON_DEVICE: dict = {}
+
+
+def on_device(split: tuple[Tensor, Tensor], device) -> tuple[Tensor, Tensor]:
+    """(images, labels) of a split on ``device``: the tensors themselves on the CPU, else a copy
+    made once per process (the 150 MB of training images then cross the bus only once)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return split
+    key = (id(split[0]), str(device))
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = (split[0].to(device), split[1].to(device))
+    return _ON_DEVICE[key]
+
+
 class Cifar10Optimizee(Optimizee):
     """B convnets on a CIFAR-10 label subset, with θ0 ``[B, n]`` and minibatch streams.
 
@@ -213,6 +229,11 @@ class Cifar10Optimizee(Optimizee):
         self.test_rows = torch.isin(test[1], self.classes.new_tensor(self.labels)).nonzero().squeeze(1)
         self._cached_key, self._cached_batch = None, None
 
+    def repeat(self, copies: int) -> "Cifar10Optimizee":
+        return Cifar10Optimizee(self.theta0.repeat(copies, 1), self.layout, self.labels,
+                                self.seeds.repeat(copies), self.batch, self.train, self.test,
+                                self.group_rules)
+
     def indices(self, step: int) -> Tensor:
         """Training-set rows of every network's minibatch at ``step``: ``[B, batch]``."""
         rows = []
@@ -227,9 +248,10 @@ class Cifar10Optimizee(Optimizee):
         ``step`` (the last one is cached)."""
         key = (step, dtype, torch.device(device))
         if self._cached_key != key:
-            index = self.indices(step)
-            x = normalise(self.train[0][index].to(device), dtype)
-            y = self.classes[self.train[1][index]].to(device)
+            images, labels = on_device(self.train, device)
+            index = self.indices(step).to(images.device)
+            x = normalise(images[index], dtype)
+            y = self.classes.to(labels.device)[labels[index]]
             self._cached_key, self._cached_batch = key, (x, y)
         return self._cached_batch
 
@@ -293,6 +315,14 @@ class Cifar10(Problem):
     # `python -m l2l train cifar10 --single-lstm` trains the one-LSTM ablation
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1,
                           "groups": ["conv", "other"]}
+    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
+    tune_batch = 64
+    #: validation networks per rate when a baseline is tuned (a 1000-step convnet run is costly)
+    tune_runs = 6
+    #: a decade apart, then 4 new points at a third of a decade around the best: 10 rates per
+    #: baseline instead of 25, since every rate costs 1000 convnet steps per network
+    tune_grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    tune_refine = 3
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 8}

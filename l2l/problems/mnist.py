@@ -118,6 +118,10 @@ class MnistOptimizee(Optimizee):
         self.train, self.test = train, test
         self._cached_step, self._cached_batch = None, None
 
+    def repeat(self, copies: int) -> "MnistOptimizee":
+        return MnistOptimizee(self.theta0.repeat(copies, 1), self.sizes, self.activation,
+                              self.seeds.repeat(copies), self.batch, self.train, self.test)
+
     def indices(self, step: int) -> Tensor:
         """Training-set indices of every network's minibatch at ``step``: ``[B, batch]``."""
         n = len(self.train[1])
@@ -192,6 +196,8 @@ class Mnist(Problem):
 
     name = "mnist"
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
+    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
+    tune_batch = 512
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 3e-3, "lr_schedule": "cosine", "clip_grad": 1.0,
                          "validate_every": 20, "validation_size": 16}

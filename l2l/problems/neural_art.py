@@ -25,9 +25,10 @@ the same 20 validation and 100 test crops at 128×128; ``styles/`` holds 17 styl
 Spellings:
 
 - ``neural_art`` (``style=hokusai_great_wave,size=64,content=train``): meta-training;
-- ``neural_art:content=val`` / ``neural_art:content=test``: the held-out crops (evaluation on
-  test content must say ``content=test``; the problem cannot tell which split a generator is for);
-- ``neural_art:style=vangogh_night_cafe,size=128,content=test``: the paper's Figure 8 right.
+- ``neural_art:content=val`` / ``neural_art:content=test``: the held-out crops, for sampling
+  by hand (training, tuning and evaluation choose the split themselves via ``for_split``);
+- ``neural_art:style=vangogh_night_cafe,size=128``: the paper's Figure 8 right (evaluation
+  takes the test crops, tuning the validation crops: :meth:`NeuralArt.for_split`).
 
 Choices (the paper does not state them):
 
@@ -245,6 +246,12 @@ class NeuralArtOptimizee(Optimizee):
             self._moved[key] = (network, move(self.content_targets), move(self.style_grams))
         return self._moved[key]
 
+    def repeat(self, copies: int) -> "NeuralArtOptimizee":
+        return NeuralArtOptimizee(
+            self.theta0.repeat(copies, 1), self.content.repeat(copies, 1, 1, 1), self.network,
+            {k: v.repeat(copies, 1, 1, 1) for k, v in self.content_targets.items()},
+            self.style_grams, self.weights)
+
     def unflatten(self, theta: Tensor) -> Tensor:
         """θ ``[B, 3·H·W]`` as images ``[B, 3, H, W]`` (a view)."""
         return theta.view(theta.shape[0], *self.shape)
@@ -285,7 +292,9 @@ class NeuralArt(Problem):
         style: the style image, a file name in ``<data dir>/art/styles`` without ``.png``
             (paper-like pair: train on ``hokusai_great_wave``, test on ``vangogh_night_cafe``).
         size: content resolution, 64 (train / val / test crops) or 128 (val / test only).
-        content: which content crops: ``train``, ``val`` or ``test``.
+        content: which content crops: ``train``, ``val`` or ``test``; empty: ``train`` at 64 px,
+            ``test`` at 128 px (which has no training crops). Training, validation and evaluation
+            pick their split themselves (:meth:`for_split`), so a spec rarely needs it.
         content_weight, style_weight, tv_weight: α, β, γ.
         features: the feature network, ``random`` (fixed random weights, offline) or ``vgg19``.
         weights: the VGG-19 weights file for ``features=vgg19`` (torchvision layout); empty:
@@ -304,15 +313,20 @@ class NeuralArt(Problem):
     name = "neural_art"
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 1.0}
     # horizon and unroll are the paper's; the rest is provisional until a sweep sets it
+    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
+    tune_batch = 32
+    #: validation images per rate when a baseline is tuned (there are 20 validation crops)
+    tune_runs = 8
     training_defaults = {"epochs": 200, "batch_size": 1, "horizon": 128, "unroll": 32,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 4}
 
-    def __init__(self, style: str = "hokusai_great_wave", size: int = 64, content: str = "train",
+    def __init__(self, style: str = "hokusai_great_wave", size: int = 64, content: str = "",
                  content_weight: float = 1.0, style_weight: float = 3.0, tv_weight: float = 3.0,
                  features: str = "random", weights: str = "", style_layers: str = "",
                  content_layers: str = "", init: str = "content", init_std: float = 0.1,
                  data_dir: str = ""):
+        content = content or ("train" if size == 64 else "test")
         check_content(size, content)
         if features not in DEFAULT_LAYERS:
             raise ValueError(f"features must be one of {', '.join(DEFAULT_LAYERS)}, not {features!r}")

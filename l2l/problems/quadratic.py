@@ -14,6 +14,10 @@ class QuadraticOptimizee(Optimizee):
     def __init__(self, W: Tensor, y: Tensor, theta0: Tensor):
         self.W, self.y, self.theta0 = W, y, theta0
 
+    def repeat(self, copies: int) -> "QuadraticOptimizee":
+        return QuadraticOptimizee(self.W.repeat(copies, 1, 1), self.y.repeat(copies, 1),
+                                  self.theta0.repeat(copies, 1))
+
     def loss(self, theta: Tensor, step: int = 0) -> Tensor:
         residual = torch.bmm(self.W, theta.unsqueeze(-1)).squeeze(-1) - self.y
         return residual.pow(2).sum(-1)

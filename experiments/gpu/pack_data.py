@@ -1,0 +1,32 @@
+"""Pack the data a lent GPU machine needs into ``.devdata/`` (at most ~55 MB travels with the tree).
+
+The device tool sends only the repository (64 MiB in all), not ``../shared/data``. This writes a
+data dir in the layout :mod:`l2l.data` reads: ``cifar10/`` with the first TRAIN training images
+and the first TEST test images of the recovered copy, and ``art/`` with the neural-art crops and
+styles (compressed). Usage: ``python experiments/gpu/pack_data.py SRC_DATA_DIR [TRAIN] [TEST]``.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+src = Path(sys.argv[1])
+train, test = (int(sys.argv[2]) if len(sys.argv) > 2 else 9000), (int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
+out = Path(__file__).resolve().parents[2] / ".devdata"
+(out / "cifar10").mkdir(parents=True, exist_ok=True)
+for split, n in (("train", train), ("test", test)):
+    with np.load(src / "cifar10" / f"cifar10_{split}.npz") as a:
+        np.savez_compressed(out / "cifar10" / f"cifar10_{split}.npz", x=a["x"][:n], y=a["y"][:n])
+art = out / "art"
+if art.exists():
+    shutil.rmtree(art)
+shutil.copytree(src / "art" / "styles", art / "styles")
+for name in ("ATTRIBUTION.md", "content_splits.json", "content_sources.json"):
+    shutil.copy(src / "art" / name, art / name)
+with np.load(src / "art" / "content_64.npz") as a:
+    np.savez_compressed(art / "content_64.npz", **{k: a[k] for k in ("x", "train", "val", "test")})
+with np.load(src / "art" / "content_128_heldout.npz") as a:
+    np.savez_compressed(art / "content_128_heldout.npz", **{k: a[k] for k in a.files})
+print(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, "MiB in", out)
