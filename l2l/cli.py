@@ -46,7 +46,7 @@ def _train(args) -> int:
     if not args.resume and (out / "last.pt").exists() and not args.force:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it, "
                          "--force to start over, or --out for another folder")
-    command = "python -m l2l " + shlex.join(sys.argv[1:])
+    command = "python -m l2l " + shlex.join(args.argv)
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
                           progress=not args.quiet, init=args.init, device=_device(args.device),
                           time_limit=args.time_limit)
@@ -104,7 +104,7 @@ def _tune(args) -> int:
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     runs = args.runs or problem.tune_runs
-    command = "python -m l2l " + shlex.join(sys.argv[1:])
+    command = "python -m l2l " + shlex.join(args.argv)
     for name in names:
         lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs,
                                         seed=args.seed, progress=not args.quiet,
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
     try:
         return args.run(args) or 0
     except (SpecError, checkpoint.CheckpointError, ValueError, FileNotFoundError) as error:

@@ -26,24 +26,24 @@ from . import checkpoint
 STORE = Path(__file__).resolve().parent / "pretrained" / "tuned_rates.json"
 
 
-def load(path=STORE) -> dict:
+def load(path=None) -> dict:
     """The whole store: ``{problem spec: {baseline: {steps (str): entry}}}`` ({} if absent)."""
-    path = Path(path)
+    path = Path(path or STORE)
     if not path.is_file():
         return {}
     return json.loads(path.read_text())
 
 
-def lookup(problem_spec: str, name: str, steps: int, path=STORE) -> dict | None:
+def lookup(problem_spec: str, name: str, steps: int, path=None) -> dict | None:
     """The stored entry (``lr``, ``scores``, ``runs``, ``seed``, ``provenance``) or None."""
     return load(path).get(problem_spec, {}).get(name, {}).get(str(int(steps)))
 
 
 def store(problem_spec: str, name: str, steps: int, lr: float, scores: dict, runs: int,
-          seed: int, command: str | None = None, path=STORE) -> None:
+          seed: int, command: str | None = None, path=None) -> None:
     """Add (or replace) one tuned rate, atomically; processes storing at once are serialised by
-    a lock file beside the store, so none loses another's entry."""
-    path = Path(path)
+    a lock file beside the store, so none loses another's entry. ``path``: default :data:`STORE`."""
+    path = Path(path or STORE)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -220,13 +220,9 @@ def test_spec_parsing_and_round_trip(fake_art):
     assert make_problem(custom.spec()).spec() == custom.spec()
     assert make_problem("neural_art").spec() == "neural_art:style=hokusai_great_wave,size=64,content=train"
     # the spelling: without content= the 128-pixel problem takes the held-out crops, and
-    # each split its own; training at 128 px is refused
+    # each split its own
     at_128 = make_problem("neural_art:style=vangogh_night_cafe,size=128")
     assert at_128.content == "test" and at_128.for_split("val").content == "val"
-    with pytest.raises(ValueError, match="no training crops at 128"):
-        at_128.for_split("train")
-    with pytest.raises(SpecError, match="no training crops at 128"):
-        make_problem("neural_art:size=128,content=train")
     with pytest.raises(SpecError, match="size must be one of"):
         make_problem("neural_art:size=32")
     with pytest.raises(SpecError, match="content must be one of"):

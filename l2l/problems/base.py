@@ -151,6 +151,9 @@ class Problem:
     #: rate (:func:`l2l.evaluate.tune_learning_rate`): 1e-4 … 10, three points per decade
     tune_grid: tuple = tuple(float(x) for x in np.logspace(-4, 1, 16))
     tune_refine: int = 4
+    #: training optimizees on which the tuned rate must stay finite (0: no check); see
+    #: :func:`l2l.evaluate.stable_choice`
+    tune_check_runs: int = 0
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}
