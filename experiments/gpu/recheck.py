@@ -1,8 +1,12 @@
 """Apply stable_choice to the GPU-stored neural-art scores, store the result."""
-import json, sys, time
+import json
+import sys
+import time
+
 from l2l import tuned
 from l2l.evaluate import stable_choice
 from l2l.problems import make_problem
+
 src = json.load(open(sys.argv[1]))
 for spec, per in src.items():
     if not spec.startswith("neural_art"):
