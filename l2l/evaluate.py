@@ -207,17 +207,19 @@ def _stays_finite(optimizee, optimizer: Optimizer, steps: int, device=None) -> b
 
 def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: int = 0,
                   batch_size: int | None = None, device=None) -> float:
-    """The best-scoring rate that also stays finite on the problem's ``tune_check_runs``
-    training optimizees for ``steps`` steps; rates are checked best first.
+    """The best-scoring rate r such that ``problem.tune_margin``·r still stays finite on the
+    problem's ``tune_check_runs`` training optimizees for ``tune_check_steps`` steps (default all
+    ``steps``); rates are tried best first.
 
     A few validation optimizees may all be easy where the test distribution holds hard ones (on
     neural art, a bright high-contrast crop has gradients 25 times larger than any validation
-    crop's, and SGD at its validation-best rate diverges there). Checking the chosen rate on many
-    training optimizees, which are not test data, keeps the selection honest and the baseline
-    stable. Raises ``RuntimeError`` if no scored rate passes.
+    crop's, and SGD at its validation-best rate diverges there). Asking a margin of stability on
+    many training optimizees, which are not test data, keeps the selection honest and the
+    baseline stable. Raises ``RuntimeError`` if no scored rate passes.
     """
     train = problem.for_split("train")
     n = problem.tune_check_runs
+    check_steps = min(steps, problem.tune_check_steps or steps)
     batch_size = batch_size or n
     for lr in sorted((r for r in scores if math.isfinite(scores[r])), key=scores.get):
         stable = True
@@ -225,7 +227,8 @@ def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: i
             # training stream, indices far above any meta-training epoch's
             g = generator(seed, "train", CHECK_INDEX + index)
             optimizee = train.sample(min(batch_size, n - first), g)
-            if not _stays_finite(optimizee, BASELINES[name](lr), steps, device):
+            if not _stays_finite(optimizee, BASELINES[name](lr * problem.tune_margin), check_steps,
+                                 device):
                 stable = False
                 break
         if stable:

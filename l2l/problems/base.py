@@ -154,6 +154,9 @@ class Problem:
     #: training optimizees on which the tuned rate must stay finite (0: no check); see
     #: :func:`l2l.evaluate.stable_choice`
     tune_check_runs: int = 0
+    #: ... at this multiple of the rate (a margin of stability), for this many steps (None: all)
+    tune_margin: float = 1.0
+    tune_check_steps: int | None = None
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}

@@ -326,8 +326,12 @@ class NeuralArt(Problem):
     tune_runs = 20
     #: the validation crops are all tame (initial loss at most 3.4) while about 4% of training
     #: and 8% of test crops start above 15, with far larger gradients; the chosen rate must
-    #: also stay finite on this many training crops (:func:`l2l.evaluate.stable_choice`)
+    #: also stay finite on this many training crops at twice its value over the first 32 steps,
+    #: where a too-large rate blows up (:func:`l2l.evaluate.stable_choice`): a rate at the very
+    #: edge of stability on training crops still diverged on a test crop
     tune_check_runs = 64
+    tune_margin = 2.0
+    tune_check_steps = 32
     training_defaults = {"epochs": 200, "batch_size": 1, "horizon": 128, "unroll": 32,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 4}
