@@ -250,6 +250,7 @@ with a slight negative slope, while Adam's scatters widely: the LSTM's state, no
 gradient alone, sets its steps."""),
 ]
 cells[1].metadata["tags"] = ["parameters"]
-nb = nbf.v4.new_notebook(); nb.cells = cells
+nb = nbf.v4.new_notebook()
+nb.cells = cells
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nbf.write(nb, "/work/main/notebooks/05_neural_art.ipynb")
