@@ -60,10 +60,13 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, table
     from .plotting import plot_curves
 
+    for step in args.at or ():
+        if not 0 <= step <= args.steps:
+            raise ValueError(f"--at {step}: the table has steps 0…{args.steps}")
     curves = evaluate(args.problem, args.optimizer, steps=args.steps, runs=args.runs,
                       seed=args.seed, tune_runs=args.tune_runs, batch_size=args.batch_size,
                       progress=not args.quiet, device=_device(args.device), retune=args.retune)
-    marks = sorted({s for s in (1, 20, 100, args.steps) if s <= args.steps})
+    marks = sorted({s for s in (1, 20, 100, args.steps, *(args.at or ())) if s <= args.steps})
     print(table(curves, marks))
     for c in curves:
         if c.metrics:
@@ -211,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tune-runs", type=int,
                     help="validation optimizees per learning rate when tuning (default: the problem's)")
     ev.add_argument("--batch-size", type=int, help="optimizees run together (default: all)")
+    ev.add_argument("--at", type=int, action="append", metavar="STEP",
+                    help="also print the mean loss at this step (repeatable; e.g. --at 32 --at 64)")
     ev.add_argument("--json", help="write per-step means and stds here")
     ev.add_argument("--plot", help="write a PNG of the curves here")
     ev.add_argument("--save", help="write the raw curves (every run's losses) here, for "

@@ -51,8 +51,10 @@ def test_evaluate_json_contract(capsys, tmp_path):
     out = tmp_path / "eval.json"
     code, text, _ = run(capsys, "evaluate", "quadratic", "--optimizer", "pretrained:quadratic",
                         "--optimizer", "adam:0.1", "--steps", "5", "--runs", "4", "--seed", "3",
-                        "--json", str(out), "--quiet")
-    assert code == 0 and "step 5" in text
+                        "--json", str(out), "--quiet", "--at", "3")
+    assert code == 0 and "step 5" in text and "step 3" in text
+    assert run(capsys, "evaluate", "quadratic", "--optimizer", "adam:0.1", "--steps", "5",
+               "--at", "9")[0] == 2
     record = json.loads(out.read_text())
     assert (record["problem"], record["steps"], record["runs"], record["seed"]) == (
         "quadratic:dim=10,distribution=gaussian,init_std=0.01", 5, 4, 3)
