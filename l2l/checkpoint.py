@@ -86,6 +86,12 @@ def provenance(command: str | None = None, **extra) -> dict:
     }
 
 
+def cpu_state(optimizer) -> dict:
+    """A copy of ``optimizer.state_dict()`` with every tensor on the CPU (whatever device trained
+    it), so that any machine can load it."""
+    return {k: v.detach().cpu().clone() for k, v in optimizer.state_dict().items()}
+
+
 def optimizer_record(optimizer: Optimizer, provenance: dict | None = None) -> dict:
     """The plain-data checkpoint of a learned optimizer."""
     name = type(optimizer).__name__
@@ -95,8 +101,7 @@ def optimizer_record(optimizer: Optimizer, provenance: dict | None = None) -> di
         "format": FORMAT,
         "class": name,
         "config": optimizer.config(),
-        # on the CPU whatever device trained it, so any machine can load it
-        "state_dict": {k: v.detach().cpu().clone() for k, v in optimizer.state_dict().items()},
+        "state_dict": cpu_state(optimizer),
         "provenance": provenance or {},
     }
 

@@ -117,7 +117,7 @@ def _tune(args) -> int:
               f"optimizees: {cells})", flush=True)
         if args.store:
             tuned.store(problem.spec(), name, args.steps, lr, scores, runs, args.seed, command,
-                        path=args.store_path or tuned.STORE)
+                        path=args.store_path)
     if args.store:
         print(f"stored in {args.store_path or tuned.STORE}")
     return 0

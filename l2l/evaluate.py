@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, tuned
 from .optimizers import BASELINES, Optimizer
 from .problems import Problem, make_problem
-from .rollout import optimizee_step, run
+from .rollout import run
 from .seeding import generator
 from .specs import SpecError
 
@@ -193,18 +193,6 @@ def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=None
     return best, dict(sorted(scores.items()))
 
 
-def _stays_finite(optimizee, optimizer: Optimizer, steps: int, device=None) -> bool:
-    """Whether every loss stays finite for ``steps`` steps; stops at the first that does not."""
-    theta = optimizee.theta0 if device is None else optimizee.theta0.to(device)
-    state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
-    for t in range(steps):
-        loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, t)
-        if not torch.isfinite(loss).all():
-            return False
-    with torch.no_grad():
-        return bool(torch.isfinite(optimizee.loss(theta, steps)).all())
-
-
 def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: int = 0,
                   batch_size: int | None = None, device=None) -> float:
     """The best-scoring rate r such that ``problem.tune_margin``·r still stays finite on the
@@ -227,8 +215,9 @@ def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: i
             # training stream, indices far above any meta-training epoch's
             g = generator(seed, "train", CHECK_INDEX + index)
             optimizee = train.sample(min(batch_size, n - first), g)
-            if not _stays_finite(optimizee, BASELINES[name](lr * problem.tune_margin), check_steps,
-                                 device):
+            losses, _ = run(optimizee, BASELINES[name](lr * problem.tune_margin), check_steps,
+                            device, stop_on_divergence=True)
+            if not torch.isfinite(losses).all():
                 stable = False
                 break
         if stable:

@@ -93,11 +93,6 @@ class TrainingResult:
     log: list = field(default_factory=list)
 
 
-def cpu_state(optimizer) -> dict:
-    """A copy of ``optimizer.state_dict()`` with every tensor on the CPU."""
-    return {k: v.detach().cpu().clone() for k, v in optimizer.state_dict().items()}
-
-
 def validation_loss(problem: Problem, optimizer, optimizees, horizon: int, device=None) -> dict:
     """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T."""
     losses, _ = run(optimizees, optimizer, horizon, device)
@@ -146,7 +141,7 @@ class MetaTrainer:
         self.epoch = 0
         self.best_validation = math.inf
         self.best_epoch = -1
-        self.best_state = cpu_state(optimizer)
+        self.best_state = checkpoint.cpu_state(optimizer)
         self.log: list[dict] = []
         self._validation_set = None
 
@@ -213,7 +208,7 @@ class MetaTrainer:
                     score = figures[cfg.select_by]
                     if score < self.best_validation:
                         self.best_validation, self.best_epoch = score, self.epoch
-                        self.best_state = cpu_state(self.optimizer)
+                        self.best_state = checkpoint.cpu_state(self.optimizer)
                         self.save_best()
                     bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
                                     val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
@@ -232,7 +227,7 @@ class MetaTrainer:
             raise
         if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
             self.best_validation, self.best_epoch = self.validate()[cfg.select_by], self.epoch
-            self.best_state = cpu_state(self.optimizer)
+            self.best_state = checkpoint.cpu_state(self.optimizer)
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()

@@ -77,12 +77,15 @@ def unroll(
 
 
 def run(optimizee: Optimizee, optimizer: Optimizer, steps: int,
-        device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        device: torch.device | str | None = None,
+        stop_on_divergence: bool = False) -> tuple[Tensor, Tensor]:
     """Run ``steps`` updates without meta-gradients.
 
     Returns (losses ``[steps + 1, B]`` with f(θ_0) … f(θ_steps), final θ ``[B, n]``). Non-finite
     losses stay in the record, so a diverging optimizer is visible as such. ``device``: where θ
     lives (default: where the optimizee put θ_0); the optimizer must already be there.
+    ``stop_on_divergence``: stop at the first non-finite loss (the record then ends there), for
+    checks that only ask whether a run diverges.
     """
     theta = optimizee.theta0 if device is None else optimizee.theta0.to(device)
     state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
@@ -90,6 +93,8 @@ def run(optimizee: Optimizee, optimizer: Optimizer, steps: int,
     for t in range(steps):
         loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, t)
         losses.append(loss)
+        if stop_on_divergence and not torch.isfinite(loss).all():
+            return torch.stack(losses), theta
     with torch.no_grad():
         losses.append(optimizee.loss(theta, steps))
     return torch.stack(losses), theta
