@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import checkpoint
+from .meta import OBJECTIVES
 from .specs import SpecError
 
 
@@ -177,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--batch-size", type=int, help="optimizees per epoch")
     train.add_argument("--clip-grad", type=float, help="clip the meta-gradient norm")
-    train.add_argument("--objective", choices=("loss", "log_loss"),
-                       help="meta-loss per unroll: mean f (paper) or mean log f")
+    train.add_argument("--objective", choices=OBJECTIVES,
+                       help="meta-loss per unroll: mean f (paper), mean log f, or log f weighted by t / horizon")
     train.add_argument("--second-order", action="store_true",
                        help="keep second derivatives (the paper drops them)")
     train.add_argument("--validate-every", type=int)

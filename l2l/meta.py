@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint
@@ -29,6 +30,21 @@ from .optimizers import LSTMOptimizer, detach_state
 from .problems import Problem, make_problem
 from .rollout import run, unroll
 from .seeding import generator
+
+
+#: meta-objectives over an unroll's losses (see :class:`MetaConfig`)
+OBJECTIVES = ("loss", "log_loss", "late_log_loss")
+
+
+def meta_objective(losses: Tensor, objective: str, start: int, horizon: int) -> Tensor:
+    """The meta-loss of one truncation: losses ``[unroll, B]`` of f(θ_{start+1}) … → a scalar."""
+    if objective == "loss":
+        return losses.mean()
+    logs = losses.clamp_min(1e-12).log()
+    if objective == "late_log_loss":
+        steps = torch.arange(start + 1, start + 1 + losses.shape[0], device=losses.device)
+        logs = logs * (steps.to(logs.dtype) / horizon).unsqueeze(1)
+    return logs.mean()
 
 
 @dataclass
@@ -44,9 +60,12 @@ class MetaConfig:
         lr_schedule: ``"constant"`` (the paper) or ``"cosine"``: the rate decays from ``meta_lr``
             to 0 over ``epochs`` (half a cosine), which steadies long runs on noisy problems.
         clip_grad: clip the meta-gradient to this global norm (None: no clipping).
-        objective: ``"loss"`` (the paper: the mean of f(θ_t) over the unroll, w_t = 1) or
+        objective: ``"loss"`` (the paper: the mean of f(θ_t) over the unroll, w_t = 1),
             ``"log_loss"`` (the mean of log f(θ_t)), which weighs progress late in the horizon,
-            where losses are small, as much as early progress.
+            where losses are small, as much as early progress, or ``"late_log_loss"``: the mean
+            of (t / horizon)·log f(θ_t), which also ramps the weights up along the horizon so that
+            where an optimizee ends counts most (with ``unroll < horizon`` a truncation still
+            sees only its own steps).
         second_order: keep ∂∇_t/∂φ instead of dropping it (paper: dropped).
         validate_every: epochs between validations (and checkpoints).
         validation_size: number of fixed validation optimizees.
@@ -75,8 +94,9 @@ class MetaConfig:
                              f"({self.unroll})")
         if self.epochs < 0 or self.batch_size < 1 or self.validate_every < 1:
             raise ValueError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
-        if self.objective not in ("loss", "log_loss"):
-            raise ValueError(f"objective must be 'loss' or 'log_loss', got {self.objective!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
+                             f"got {self.objective!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
@@ -165,7 +185,7 @@ class MetaTrainer:
         for start in range(0, cfg.horizon, cfg.unroll):
             losses, theta, state = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
                                           second_order=cfg.second_order)
-            meta_loss = (losses.clamp_min(1e-12).log() if cfg.objective == "log_loss" else losses).mean()
+            meta_loss = meta_objective(losses, cfg.objective, start, cfg.horizon)
             self.meta_optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(meta_loss):
                 meta_loss.backward()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2l.evaluate import evaluate, rollout_batched, tune_learning_rate
-from l2l.meta import MetaConfig, MetaTrainer
+from l2l.meta import MetaConfig, MetaTrainer, meta_objective
 from l2l.optimizers import LSTMOptimizer
 from l2l.problems import Quadratic
 from l2l.rollout import unroll
@@ -169,3 +169,14 @@ def test_cosine_schedule_decays_the_meta_learning_rate_to_zero():
     assert trainer.meta_optimizer.param_groups[0]["lr"] == rates[9]
     with pytest.raises(ValueError, match="lr_schedule"):
         _config(lr_schedule="linear")
+
+
+def test_meta_objectives_weigh_the_unroll_as_documented():
+    losses = torch.tensor([[1.0, 4.0], [2.0, 2.0], [4.0, 1.0]])  # [unroll 3, B 2], steps 4, 5, 6
+    logs = losses.log()
+    assert meta_objective(losses, "loss", 3, 6) == pytest.approx(losses.mean().item())
+    assert meta_objective(losses, "log_loss", 3, 6) == pytest.approx(logs.mean().item())
+    ramp = torch.tensor([4.0, 5.0, 6.0]).unsqueeze(1) / 6
+    assert meta_objective(losses, "late_log_loss", 3, 6) == pytest.approx((ramp * logs).mean().item())
+    with pytest.raises(ValueError, match="objective must be one of"):
+        MetaConfig(objective="final")
