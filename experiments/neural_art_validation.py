@@ -1,28 +1,47 @@
-"""Validation-split comparison of candidate LSTMs against stored-rate Adam/RMSprop (both settings)."""
-import sys, os, torch
-from l2l.problems import make_problem
-from l2l.evaluate import rollout_batched, make_optimizer
+"""Candidate neural-art optimizers against Adam and RMSprop on the validation crops.
+
+For choosing between meta-training recipes without looking at the test crops: both settings of
+Figure 8 (training style at 64×64, new style at 128×128) on SPLIT (default ``val``, 20 crops),
+baselines at their stored tuned rates (their curves cached in ``$CACHE``, default /tmp):
+
+    python experiments/neural_art_validation.py CHECKPOINT [CHECKPOINT ...]
+
+Environment: SPLIT, RUNS (20), SEED (0), SETTINGS (``64,128``), CACHE.
+"""
+
+import os
+import sys
+
+import torch
+
 from l2l import checkpoint
+from l2l.evaluate import make_optimizer, rollout_batched
+from l2l.problems import make_problem
+
 torch.set_num_threads(1)
-split = os.environ.get("SPLIT", "val"); runs = int(os.environ.get("RUNS", "20")); seed = int(os.environ.get("SEED", "0"))
+split = os.environ.get("SPLIT", "val")
+runs, seed = int(os.environ.get("RUNS", "20")), int(os.environ.get("SEED", "0"))
 settings = os.environ.get("SETTINGS", "64,128").split(",")
+cache = os.environ.get("CACHE", "/tmp")
 specs = {"64": "neural_art", "128": "neural_art:style=vangogh_night_cafe,size=128"}
-for s in settings:
-    problem = make_problem(specs[s])
+for setting in settings:
+    problem = make_problem(specs[setting])
     rows = []
     for base in ("adam", "rmsprop"):
-        cache = f"{os.environ.get('CACHE', '/tmp')}/base_{s}_{base}_{split}_{runs}_{seed}.pt"
-        if os.path.exists(cache):
-            m = torch.load(cache)
+        path = f"{cache}/base_{setting}_{base}_{split}_{runs}_{seed}.pt"
+        if os.path.exists(path):
+            mean = torch.load(path)
         else:
-            name, opt, lr = make_optimizer(base, problem, 128)
-            losses, _ = rollout_batched(problem, opt, 128, runs, seed, split=split, metrics=False)
-            m = losses.mean(1); torch.save(m, cache)
-        rows.append((base, m))
-    for path in sys.argv[1:]:
-        opt = checkpoint.load_optimizer(path)
-        losses, _ = rollout_batched(problem, opt, 128, runs, seed, split=split, metrics=False)
-        rows.append((path.split("/")[-2] + "/" + path.split("/")[-1], losses.mean(1)))
-    print(f"== {s}px {split} runs={runs} seed={seed}")
-    for name, m in rows:
-        print(f"{name:40s} " + " ".join(f"@{k} {m[k]:.4f}" for k in (8, 16, 32, 64, 100, 128)), flush=True)
+            _, optimizer, _ = make_optimizer(base, problem, 128)
+            losses, _ = rollout_batched(problem, optimizer, 128, runs, seed, split=split, metrics=False)
+            mean = losses.mean(1)
+            torch.save(mean, path)
+        rows.append((base, mean))
+    for spec in sys.argv[1:]:
+        losses, _ = rollout_batched(problem, checkpoint.load_optimizer(spec), 128, runs, seed,
+                                    split=split, metrics=False)
+        rows.append(("/".join(spec.split("/")[-2:]), losses.mean(1)))
+    print(f"== {setting}px {split} runs={runs} seed={seed}")
+    for name, mean in rows:
+        print(f"{name:40s} " + " ".join(f"@{k} {mean[k]:.4f}" for k in (8, 16, 32, 64, 100, 128)),
+              flush=True)

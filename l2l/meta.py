@@ -31,7 +31,6 @@ from .problems import Problem, make_problem
 from .rollout import run, unroll
 from .seeding import generator
 
-
 #: meta-objectives over an unroll's losses (see :class:`MetaConfig`)
 OBJECTIVES = ("loss", "log_loss", "late_log_loss")
 
