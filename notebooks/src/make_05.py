@@ -178,7 +178,17 @@ keeps the 64-pixel result (step 128: LSTM 0.369, Adam 0.377, RMSprop 0.389, NAG 
 but on the new style at 128×128 Adam finishes slightly lower there (step 100: 0.490 against the
 LSTM's 0.493; step 128: 0.484 against 0.491; at step 20 the LSTM leads, 0.549 against RMSprop's
 0.681). On the new style the LSTM is clearly faster for the first few dozen steps and ties with
-tuned Adam by step 100: the paper's margin there is not reproduced."""),
+tuned Adam by step 100: the paper's margin there is not reproduced.
+
+**Why the lead is thin late.** The learned optimizer does not just slow down; it stops. On the
+8 validation photos its loss at step 128 was already 0.477 at epoch 200 of meta-training and never
+went below 0.475 after that (only the early steps improved), and run on to 256 steps it stays. Adam at a small
+rate started from the LSTM's image at step 128 gains little in 128 more steps (0.476 → 0.472),
+while Adam from the start, whose large early steps take it far from the photo, ends at 0.462: the
+LSTM settles in a worse region than the one Adam's early excursion finds. The paper's meta-loss,
+the mean of f over the horizon, rewards the fast start and cannot see this. Three fine-tunings
+aimed at the end point (the log f meta-loss, the whole horizon in one unroll, weights ramped up
+along the horizon) did not move it (`experiments/README.md`)."""),
 md("""## Figure 9: what the images look like
 The first `SHOW` test photos after `STEPS` steps of each optimizer (the LSTM, then the baselines
 at their tuned rates), for the training style at 64×64 and the new style at 128×128."""),
