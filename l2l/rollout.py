@@ -7,6 +7,11 @@ At step t the optimizee's loss f(θ_t) and its gradient ∇_t are computed, the 
 g_t, and θ_{t+1} = θ_t + g_t. The gradient is taken from the loss alone (``autograd.grad`` with
 respect to θ_t), and by default it enters the optimizer as a constant: the paper drops the second
 derivatives ∂∇_t/∂φ (the dashed edges of Figure 2). ``second_order=True`` keeps them.
+
+Dropping them also means that the only path from f(θ_t) back to θ_t is the direct one, whose
+derivative is ∇_t itself. The meta-backward then reuses the ∇_t already computed for the optimizer
+(:class:`LossWithGradient`) instead of differentiating the optimizee a second time, and the
+optimizee's own graph is freed as soon as ∇_t is taken.
 """
 
 from __future__ import annotations
@@ -16,6 +21,25 @@ from torch import Tensor
 
 from .optimizers.base import Optimizer, State
 from .problems.base import Optimizee
+
+
+class LossWithGradient(torch.autograd.Function):
+    """f(θ_t) ``[B]`` as a function of θ_t ``[B, n]`` whose derivative is the given ∇_t ``[B, n]``.
+
+    Exact when second derivatives are dropped: the meta-backward through this node gives
+    dL/df_b · ∇_t,b, which is what backpropagating through the optimizee's forward pass would
+    give, without keeping that graph or running its backward again.
+    """
+
+    @staticmethod
+    def forward(ctx, theta, loss, grad):
+        ctx.save_for_backward(grad)
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx, d_loss):
+        (grad,) = ctx.saved_tensors
+        return d_loss.unsqueeze(1) * grad, None, None
 
 
 def optimizee_step(
@@ -39,10 +63,12 @@ def optimizee_step(
     with torch.enable_grad():
         loss = optimizee.loss(theta, t)
         (grad,) = torch.autograd.grad(loss.sum(), theta, create_graph=meta and second_order,
-                                      retain_graph=meta)
+                                      retain_graph=meta and second_order)
     if not (meta and second_order):
         grad = grad.detach()
     if meta:
+        if not second_order:
+            loss = LossWithGradient.apply(theta, loss.detach(), grad)
         update, state = optimizer(grad, state)
         return loss, theta + update, state
     with torch.no_grad():
