@@ -180,6 +180,9 @@ class LSTMCellNet(nn.Module):
     ``bias_ih``, ``bias_hh`` is zero), with the same ``init_state`` and ``forward`` signatures.
     """
 
+    #: plain PyTorch throughout, the gradient encoding included
+    engine = "reference"
+
     def __init__(self, net: CoordinatewiseLSTM):
         super().__init__()
         self.hidden_size = net.hidden_size

@@ -5,6 +5,7 @@ hand-written backward in PyTorch), "native" (the compiled kernel; skipped where 
 """
 
 import copy
+import math
 
 import pytest
 import torch
@@ -139,3 +140,21 @@ def test_lstmcell_reference_computes_the_same_function():
     u1, _ = optimizer(grad, optimizer.init_state(grad))
     u2, _ = reference(grad, reference.init_state(grad))
     torch.testing.assert_close(u1, u2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not _native.available(), reason="no C compiler: PyTorch fallback only")
+@pytest.mark.parametrize("p", [10.0, 5.0, 1.0])
+def test_native_gradient_encoding_matches_appendix_a(p):
+    """The compiled encoding against preprocess_gradients, over 40 decades and at the edges: zero,
+    the switch point e^-p, tiny, huge, ±inf and NaN; in one pass and split over threads."""
+    from l2l.preprocessing import preprocess_gradients
+
+    g = torch.Generator().manual_seed(0)
+    edges = torch.tensor([0.0, -0.0, math.exp(-p), -math.exp(-p), 1e-30, -1e-38, 3e38,
+                          float("inf"), float("-inf"), float("nan")])
+    for n in (1000, 300_000):
+        grad = torch.randn(n, generator=g) * 10.0 ** torch.randint(-20, 20, (n,), generator=g)
+        grad = torch.cat([grad, edges])
+        ours, ref = _native.encode(grad, p), preprocess_gradients(grad, p)
+        assert ours.shape == ref.shape == (n + len(edges), 2)
+        torch.testing.assert_close(ours, ref, rtol=2e-7, atol=2e-7, equal_nan=True)

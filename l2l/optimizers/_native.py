@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -537,6 +538,64 @@ void l2l_lstm_backward(int64_t N, int64_t H, int64_t I, const float *act, const 
         free(total);
     }
 }
+
+/* log(x) for float as in Cephes' logf (about 1 ulp) for normal x > 0, branch-free so that it
+   vectorises; +inf stays +inf. x = m·2^e with m in [√½, √2), log x = log m + e·ln 2. */
+static inline float l2l_log(float x) {
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int32_t e = ((bits >> 23) & 0xff) - 126;
+    bits = (bits & (int32_t)0x807fffff) | 0x3f000000;
+    float m;
+    memcpy(&m, &bits, sizeof m);                  /* m in [0.5, 1) */
+    const int32_t below = m < 0.707106781186547524f;
+    e -= below;
+    m = below ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    const float fe = (float)e;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    const float r = m + y + 0.693359375f * fe;
+    return x > 3.4e38f ? x : r;
+}
+
+L2L_INLINE void encode_rows(int64_t k0, int64_t k1, const float *g, float *out,
+                            float threshold, float p, float exp_p) {
+    #pragma omp simd
+    for (int64_t k = k0; k < k1; k++) {
+        const float v = g[k];
+        const float mag = v < 0.0f ? -v : v;
+        const int32_t big = mag >= threshold;
+        const float lg = l2l_log(mag > threshold ? mag : threshold) / p;
+        out[2 * k] = big ? lg : -1.0f;
+        out[2 * k + 1] = big ? (v > 0.0f ? 1.0f : -1.0f) : v * exp_p;
+    }
+}
+
+/* The gradient encoding of Appendix A, g [n] -> out [n, 2]: (log|g| / p, sign g) where
+   |g| >= threshold = e^-p, else (-1, e^p g). NaN gradients give (-1, NaN), as in PyTorch.
+   Threads only for long inputs (entering an OpenMP region costs more than a short pass). */
+void l2l_encode(int64_t n, const float *g, float *out, float threshold, float p, float exp_p) {
+    const int64_t chunk = 65536, chunks = (n + chunk - 1) / chunk;
+    if (chunks <= 1) {
+        encode_rows(0, n, g, out, threshold, p, exp_p);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < chunks; b++)
+        encode_rows(b * chunk, b * chunk + chunk < n ? b * chunk + chunk : n, g, out, threshold, p,
+                    exp_p);
+}
 """
 
 #: -fno-trapping-math lets the compiler turn the branch-free selects into vector blends
@@ -614,6 +673,8 @@ def load():
             lib.l2l_lstm_forward.restype = None
             lib.l2l_lstm_backward.argtypes = [i64, i64, i64] + [ptr] * 13
             lib.l2l_lstm_backward.restype = None
+            lib.l2l_encode.argtypes = [i64, ptr, ptr] + [ctypes.c_float] * 3
+            lib.l2l_encode.restype = None
             if _self_check(lib):
                 _lib = lib
                 break
@@ -646,6 +707,16 @@ def forward(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: T
                                      wi_t.data_ptr(), wh_t.data_ptr(), bias.data_ptr(),
                                      _ptr(act), h_out.data_ptr(), c_out.data_ptr(), _ptr(tanh_c))
     return h_out, c_out, act, tanh_c
+
+
+def encode(grad: Tensor, p: float) -> Tensor:
+    """Appendix A's gradient encoding (:func:`l2l.preprocessing.preprocess_gradients`) in one
+    pass, for float32 CPU gradients of any shape ``[...]`` → ``[..., 2]``; no autograd. Equal to
+    the PyTorch function up to about 1 ulp of the logarithm."""
+    g = grad.detach().contiguous()
+    out = g.new_empty(*g.shape, 2)
+    load().l2l_encode(g.numel(), g.data_ptr(), out.data_ptr(), math.exp(-p), p, math.exp(p))
+    return out
 
 
 def backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor | None, dc: Tensor | None,

@@ -264,9 +264,16 @@ class LSTMOptimizer(Optimizer):
         return tuple(state)
 
     def encode(self, grad: Tensor) -> Tensor:
-        """LSTM inputs ``[B·n, 1 or 2]`` for gradients ``[B, n]``."""
+        """LSTM inputs ``[B·n, 1 or 2]`` for gradients ``[B, n]``. With the native engine and a
+        gradient outside autograd (second derivatives dropped) the encoding is one compiled pass."""
         flat = grad.reshape(-1)
-        return preprocess_gradients(flat, self.p) if self.preprocess else flat.unsqueeze(-1)
+        if not self.preprocess:
+            return flat.unsqueeze(-1)
+        if (self.engine in ("auto", "native") and not (torch.is_grad_enabled() and grad.requires_grad)
+                and flat.dtype == torch.float32 and flat.device.type == "cpu" and self.p <= 80
+                and _native.available()):
+            return _native.encode(flat, self.p)
+        return preprocess_gradients(flat, self.p)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
         if self.groups is None:
