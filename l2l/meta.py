@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint
+from .memory import retain_freed_memory
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import Problem, make_problem
 from .rollout import run, unroll
@@ -142,6 +143,7 @@ class MetaTrainer:
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
                  out=None, command: str | None = None, progress: bool = True, init: str | None = None,
                  device: torch.device | str | None = None, time_limit: float | None = None):
+        retain_freed_memory()  # the same large tensors every truncation: no page faults
         self.problem = make_problem(problem)
         self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
