@@ -161,15 +161,17 @@ def test_float64_parameters_on_float32_data():
 
 
 def test_meta_training_beats_tuned_sgd_on_a_small_mlp(mnist_dir):
-    """Convergence check (about 30 s on 2 quiet CPU cores): 100 meta-training epochs on MLPs with 5
+    """Convergence check (about 50 s on 2 quiet CPU cores): 200 meta-training epochs on MLPs with 5
     hidden units over 40 steps give an optimizer that ends below SGD with a tuned learning rate,
-    on fresh test optimizees (measured: 1.12 vs 1.38)."""
+    on fresh test optimizees (measured with 2 threads: 1.14 vs 1.38; 1.04 and 1.12 when
+    meta-trained from seeds 1 and 3). After 100 epochs the result still depended on the seed and
+    on float rounding (1.09–1.35 over four seeds and two commits), too close to SGD to test."""
     from l2l.evaluate import final_score, rollout_batched, tune_learning_rate
     from l2l.meta import MetaConfig, MetaTrainer
     from l2l.optimizers import SGD
 
     problem, steps = make_problem("mnist:hidden=5"), 40
-    config = MetaConfig(epochs=100, batch_size=1, horizon=steps, unroll=20, meta_lr=3e-3,
+    config = MetaConfig(epochs=200, batch_size=1, horizon=steps, unroll=20, meta_lr=3e-3,
                         validate_every=20, validation_size=8)
     learned = MetaTrainer(problem, config=config, progress=False).train().optimizer
     lr, _ = tune_learning_rate(problem, "sgd", steps, runs=16)
