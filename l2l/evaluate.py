@@ -297,6 +297,8 @@ def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int =
         name, optimizer, lr = make_optimizer(spec, problem, steps, seed=seed, tune_runs=tune_runs,
                                              batch_size=batch_size, progress=progress,
                                              device=device, retune=retune)
+        if any(c.name == name for c in curves):  # e.g. two lstm:PATH checkpoints: say which
+            name = f"{name} ({spec})"
         bar.set_postfix(optimizer=name)
         losses, metrics = rollout_batched(problem, optimizer, steps, runs, seed, "test", batch_size,
                                           device=device)

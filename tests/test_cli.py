@@ -1,6 +1,7 @@
 """The command line: one-line errors that list what exists, and the evaluate JSON contract."""
 
 import json
+import shutil
 
 import pytest
 
@@ -75,6 +76,13 @@ def test_train_and_evaluate_a_checkpoint(capsys, tmp_path):
     code, text, _ = run(capsys, "evaluate", "quadratic:dim=3", "--optimizer", f"lstm:{tmp_path / 'q'}",
                         "--steps", "3", "--runs", "2", "--quiet")
     assert code == 0 and text.splitlines()[2].startswith("lstm")
+    # two checkpoints in one table are told apart
+    shutil.copy(tmp_path / "q" / "best.pt", tmp_path / "other.pt")
+    spec = f"lstm:{tmp_path / 'other.pt'}"
+    code, text, _ = run(capsys, "evaluate", "quadratic:dim=3", "--optimizer", f"lstm:{tmp_path / 'q'}",
+                        "--optimizer", spec, "--steps", "3", "--runs", "2", "--quiet")
+    rows = text.splitlines()[2:4]
+    assert code == 0 and rows[0].split()[0] == "lstm" and rows[1].startswith(f"lstm ({spec})")
 
 
 def test_second_stage_starts_from_a_trained_optimizer(capsys, tmp_path):
