@@ -269,6 +269,7 @@ class LSTMOptimizer(Optimizer):
         flat = grad.reshape(-1)
         if not self.preprocess:
             return flat.unsqueeze(-1)
+        # the compiled log needs e^-p to be a normal float (p ≤ 80); autograd needs PyTorch
         if (self.engine in ("auto", "native") and not (torch.is_grad_enabled() and grad.requires_grad)
                 and flat.dtype == torch.float32 and flat.device.type == "cpu" and self.p <= 80
                 and _native.available()):
