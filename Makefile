@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FIGURE ?= fig4-left
 
-.PHONY: setup reproduce test test-slow notebooks bench lint
+.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,14 @@ test-slow:
 notebooks:
 	bash scripts/setup.sh notebooks
 	$(PY) notebooks/execute.py
+
+# pretrained:mnist from scratch, in two stages (l2l/pretrained/README.md): the paper's 20-step
+# unrolls on 200-step horizons, then 50-step unrolls from the best of the first stage
+RUNS ?= runs
+mnist-optimizer: setup
+	$(PY) -m l2l train mnist --horizon 200 --epochs 900 --out $(RUNS)/mnist_stage1
+	$(PY) -m l2l train mnist --init lstm:$(RUNS)/mnist_stage1/best.pt --horizon 200 --unroll 50 \
+		--epochs 300 --meta-lr 1e-3 --out $(RUNS)/mnist
 
 bench: setup
 	$(PY) -m l2l bench --json benchmarks/latest.json

@@ -59,13 +59,19 @@ def plot_training_log(log: list[dict], ax=None, title: str = "meta-training"):
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.5))
     epochs = [row["epoch"] for row in log]
-    ax.plot(epochs, [row["meta_loss"] for row in log], color="#bbbbbb", lw=0.8, label="meta-loss (train)")
+    train = [row["meta_loss"] for row in log]
+    # a log f meta-loss is negative: it gets a linear axis of its own on the right
+    train_ax = ax if min(train) > 0 else ax.twinx()
+    lines = train_ax.plot(epochs, train, color="#bbbbbb", lw=0.8,
+                          label="meta-loss (train)" if train_ax is ax else "meta-loss (train, log f; right)")
     val = [(row["epoch"], row["val_meta_loss"]) for row in log if "val_meta_loss" in row]
     if val:
-        ax.plot(*zip(*val), "o-", color=COLOURS["lstm"], ms=3, label="validation meta-loss")
+        lines += ax.plot(*zip(*val), "o-", color=COLOURS["lstm"], ms=3, label="validation: mean f")
+        ax.set_zorder(train_ax.zorder + 1)  # the validation curve in front of the noisy one
+        ax.patch.set_visible(False)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss over the horizon")
+    ax.set_ylabel("mean f over the horizon")
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(lines, [line.get_label() for line in lines], frameon=False, fontsize="small")
     return ax
