@@ -217,6 +217,8 @@ class MetaTrainer:
                    desc=f"meta-training on {self.problem.spec()}", disable=not self.progress,
                    dynamic_ncols=True)
         started = time.perf_counter()
+        # the log's "seconds" count the wall time of every leg of a resumed run
+        before = self.log[-1]["seconds"] if self.log else 0.0
         try:
             for epoch in bar:
                 row = {"epoch": epoch + 1, "meta_loss": self.train_epoch(epoch)}
@@ -233,11 +235,11 @@ class MetaTrainer:
                         self.save_best()
                     bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
                                     val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
-                    row["seconds"] = round(time.perf_counter() - started, 2)
+                    row["seconds"] = round(before + time.perf_counter() - started, 2)
                     self.log.append(row)
                     self.save_training_state()
                 else:
-                    row["seconds"] = round(time.perf_counter() - started, 2)
+                    row["seconds"] = round(before + time.perf_counter() - started, 2)
                     self.log.append(row)
                 if out_of_time:
                     bar.write(f"time limit of {self.time_limit:g} s reached after epoch "

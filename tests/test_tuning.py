@@ -74,6 +74,8 @@ def test_time_limit_stops_early_and_resume_continues(tmp_path):
                         device="cpu")
     again.train(resume=True)
     assert again.epoch == 50
+    seconds = [row["seconds"] for row in again.log]  # one clock across both legs
+    assert seconds == sorted(seconds) and seconds[1] >= seconds[0]
 
 
 def test_cli_tune_stores_rates(tmp_path, capsys):
