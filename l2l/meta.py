@@ -225,7 +225,9 @@ class MetaTrainer:
                 self.epoch = epoch + 1
                 out_of_time = (self.time_limit is not None
                                and time.perf_counter() - started > self.time_limit)
-                if self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs or out_of_time:
+                validating = (self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs
+                              or out_of_time)
+                if validating:
                     figures = self.validate()
                     row.update({f"val_{k}": v for k, v in figures.items()})
                     score = figures[cfg.select_by]
@@ -235,12 +237,10 @@ class MetaTrainer:
                         self.save_best()
                     bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
                                     val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
-                    row["seconds"] = round(before + time.perf_counter() - started, 2)
-                    self.log.append(row)
+                row["seconds"] = round(before + time.perf_counter() - started, 2)
+                self.log.append(row)
+                if validating:  # a resumable state after each validation
                     self.save_training_state()
-                else:
-                    row["seconds"] = round(before + time.perf_counter() - started, 2)
-                    self.log.append(row)
                 if out_of_time:
                     bar.write(f"time limit of {self.time_limit:g} s reached after epoch "
                               f"{self.epoch} of {cfg.epochs}; --resume continues the run")
