@@ -1,0 +1,108 @@
+"""The native LSTM kernel of another git revision against this tree's, layer by layer.
+
+    python benchmarks/kernel_compare.py REVISION [--threads 1] [--repeats 30]
+
+Builds both kernels (``l2l/optimizers/_native.py``'s SOURCE at REVISION and here), then times
+one layer's forward (without and with saving the activations, as evaluation and meta-training
+call it) and backward for MNIST's 15,910 coordinates with the paper's H = 20, for the first layer
+(I = 2, the encoded gradient) and the second (I = 20). Weights are an untrained optimizer's,
+inputs and states of the size they have in training. The two kernels run alternately, and the
+median of CPU time per call (``time.process_time``, which other processes disturb less than wall
+time) is printed with the largest difference between their outputs.
+"""
+
+import argparse
+import ctypes
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from l2l.optimizers import LSTMOptimizer, _native
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_at(revision: str) -> str:
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:l2l/optimizers/_native.py"],
+                          capture_output=True, text=True, check=True).stdout
+    namespace = {}
+    start = text.index('SOURCE = r"""')
+    exec(text[start:text.index('"""', start + 13) + 3], namespace)
+    return namespace["SOURCE"]
+
+
+def build(source: str):
+    here = _native.SOURCE
+    try:
+        _native.SOURCE = source  # _build keys its cache on the source
+        lib = ctypes.CDLL(str(_native._build("gcc", True)))
+    finally:
+        _native.SOURCE = here
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.l2l_lstm_forward.argtypes = [i64, i64, i64] + [ptr] * 10
+    lib.l2l_lstm_backward.argtypes = [i64, i64, i64] + [ptr] * 13
+    return lib
+
+
+def backward(lib, *args):
+    saved = _native.load
+    _native.load = lambda: lib  # _native.backward calls the loaded library
+    try:
+        return _native.backward(*args)
+    finally:
+        _native.load = saved
+
+
+def compare_layer(libs: dict, layer: int, I: int, repeats: int) -> None:
+    """Print one line per case for layer ``layer`` (input size I) of an untrained optimizer."""
+    g = torch.Generator().manual_seed(layer)
+    N, H = 15910, 20
+    net = LSTMOptimizer().net
+    x = torch.rand(N, I, generator=g) * 2 - 1
+    h, c = torch.rand(N, H, generator=g) * 0.4 - 0.2, torch.randn(N, H, generator=g) * 0.5
+    dh, dc = torch.randn(N, H, generator=g), torch.randn(N, H, generator=g)
+    w_ih, w_hh, b = (t.detach() for t in (net.w_ih[layer], net.w_hh[layer], net.bias[layer]))
+    need = (I == H, True, True)
+
+    def run(case: str, lib, saved=None):
+        if case == "backward":
+            return backward(lib, saved[2], c, saved[3], dh, dc, x, h, w_ih, w_hh, need)
+        return _native.forward(x, h, c, w_ih, w_hh, b, case == "forward, saving", lib)
+
+    first, second = (run("forward, saving", lib) for lib in libs.values())
+    grads = [run("backward", lib, first) for lib in libs.values()]
+    differences = {
+        "forward": max((p - q).abs().max().item() for p, q in zip(first[:2], second[:2])),
+        "forward, saving": (first[2] - second[2]).abs().max().item(),
+        "backward": max((p - q).abs().max().item() for p, q in zip(*grads) if p is not None),
+    }
+    for case, difference in differences.items():
+        times = {name: [] for name in libs}
+        for _ in range(repeats):
+            for name, lib in libs.items():
+                start = time.process_time()
+                run(case, lib, first)
+                times[name].append(1e3 * (time.process_time() - start))
+        print(f"{f'layer {layer + 1} (I = {I}), {case}':34s}"
+              + "".join(f"{statistics.median(t):11.3f} ms" for t in times.values())
+              + f"   {difference:.1e}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revision")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    libs = {args.revision: build(source_at(args.revision)), "this tree": build(_native.SOURCE)}
+    print(f"{'case':34s}" + "".join(f"{name:>14s}" for name in libs) + "   max |difference|")
+    for layer, I in ((0, 2), (1, 20)):
+        compare_layer(libs, layer, I, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
