@@ -353,7 +353,7 @@ L2L_INLINE void dw_columns20(const int64_t R, const float *D, const l2l_column c
 
 /* dx and dh of up to L2L_XH_ROWS rows together when I = H = 20: out[q, :] = Σ_k D[q, k]·wc[k, :],
    wc's rows (W_ih[k, :], W_hh[k, :]): five full vectors per row, one broadcast per row and k,
-   instead of two passes of 8 + 8 + 4 lanes (16% less time for the layer's backward) */
+   instead of two passes of 8 + 8 + 4 lanes (14% less time for the layer's backward) */
 #define L2L_XH_ROWS 2  /* 10 sums, 5 weights, 1 broadcast: AVX2's 16 registers (4 rows ran no
                           faster with AVX-512's 32) */
 L2L_INLINE void dxh_rows20(const float *D, const float *wc, float *dx, float *dh,
