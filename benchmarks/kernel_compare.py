@@ -12,7 +12,6 @@ time) is printed with the largest difference between their outputs.
 """
 
 import argparse
-import ctypes
 import statistics
 import subprocess
 import time
@@ -34,28 +33,6 @@ def source_at(revision: str) -> str:
     return namespace["SOURCE"]
 
 
-def build(source: str):
-    here = _native.SOURCE
-    try:
-        _native.SOURCE = source  # _build keys its cache on the source
-        lib = ctypes.CDLL(str(_native._build("gcc", True)))
-    finally:
-        _native.SOURCE = here
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.l2l_lstm_forward.argtypes = [i64, i64, i64] + [ptr] * 10
-    lib.l2l_lstm_backward.argtypes = [i64, i64, i64] + [ptr] * 13
-    return lib
-
-
-def backward(lib, *args):
-    saved = _native.load
-    _native.load = lambda: lib  # _native.backward calls the loaded library
-    try:
-        return _native.backward(*args)
-    finally:
-        _native.load = saved
-
-
 def compare_layer(libs: dict, layer: int, I: int, repeats: int) -> None:
     """Print one line per case for layer ``layer`` (input size I) of an untrained optimizer."""
     g = torch.Generator().manual_seed(layer)
@@ -69,7 +46,7 @@ def compare_layer(libs: dict, layer: int, I: int, repeats: int) -> None:
 
     def run(case: str, lib, saved=None):
         if case == "backward":
-            return backward(lib, saved[2], c, saved[3], dh, dc, x, h, w_ih, w_hh, need)
+            return _native.backward(saved[2], c, saved[3], dh, dc, x, h, w_ih, w_hh, need, lib)
         return _native.forward(x, h, c, w_ih, w_hh, b, case == "forward, saving", lib)
 
     first, second = (run("forward, saving", lib) for lib in libs.values())
@@ -98,7 +75,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    libs = {args.revision: build(source_at(args.revision)), "this tree": build(_native.SOURCE)}
+    libs = {name: _native._open(_native._build("gcc", True, source)) for name, source in
+            ((args.revision, source_at(args.revision)), ("this tree", _native.SOURCE))}
     print(f"{'case':34s}" + "".join(f"{name:>14s}" for name in libs) + "   max |difference|")
     for layer, I in ((0, 2), (1, 20)):
         compare_layer(libs, layer, I, args.repeats)

@@ -67,8 +67,9 @@ def plot_training_log(log: list[dict], ax=None, title: str = "meta-training"):
     val = [(row["epoch"], row["val_meta_loss"]) for row in log if "val_meta_loss" in row]
     if val:
         lines += ax.plot(*zip(*val), "o-", color=COLOURS["lstm"], ms=3, label="validation: mean f")
-        ax.set_zorder(train_ax.zorder + 1)  # the validation curve in front of the noisy one
-        ax.patch.set_visible(False)
+        if train_ax is not ax:  # the validation curve in front of the noisy one
+            ax.set_zorder(train_ax.zorder + 1)
+            ax.patch.set_visible(False)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean f over the horizon")

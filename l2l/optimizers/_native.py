@@ -714,9 +714,10 @@ def _cpu_tag() -> str:
     return f"{platform.machine()}:{flags}"
 
 
-def _build(cc: str, march: bool) -> Path:
+def _build(cc: str, march: bool, source: str = SOURCE) -> Path:
+    """The shared library of ``source`` (default: this kernel), compiled once into the cache."""
     flags = FLAGS + (["-march=native"] if march else [])
-    key = hashlib.sha256("\n".join([SOURCE, cc, *flags, _cpu_tag()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([source, cc, *flags, _cpu_tag()]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("L2L_CACHE", Path.home() / ".cache" / "l2l"))
     lib = cache / f"lstm_kernel_{key}.so"
     if lib.exists():
@@ -724,11 +725,24 @@ def _build(cc: str, march: bool) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         src = Path(tmp) / "lstm_kernel.c"
-        src.write_text(SOURCE)
+        src.write_text(source)
         out = Path(tmp) / lib.name
         subprocess.run([cc, *flags, str(src), "-o", str(out)], check=True, capture_output=True,
                        timeout=120)
         os.replace(out, lib)  # atomic: a concurrent build leaves one complete file
+    return lib
+
+
+def _open(path: Path):
+    """The built library at ``path`` with its functions' C signatures declared."""
+    lib = ctypes.CDLL(str(path))
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.l2l_lstm_forward.argtypes = [i64, i64, i64] + [ptr] * 10
+    lib.l2l_lstm_forward.restype = None
+    lib.l2l_lstm_backward.argtypes = [i64, i64, i64] + [ptr] * 13
+    lib.l2l_lstm_backward.restype = None
+    lib.l2l_encode.argtypes = [i64, ptr, ptr] + [ctypes.c_float] * 3
+    lib.l2l_encode.restype = None
     return lib
 
 
@@ -762,16 +776,9 @@ def load():
             return None
         for march in (True, False):
             try:
-                lib = ctypes.CDLL(str(_build(cc, march)))
+                lib = _open(_build(cc, march))
             except (OSError, subprocess.SubprocessError):
                 continue
-            i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            lib.l2l_lstm_forward.argtypes = [i64, i64, i64] + [ptr] * 10
-            lib.l2l_lstm_forward.restype = None
-            lib.l2l_lstm_backward.argtypes = [i64, i64, i64] + [ptr] * 13
-            lib.l2l_lstm_backward.restype = None
-            lib.l2l_encode.argtypes = [i64, ptr, ptr] + [ctypes.c_float] * 3
-            lib.l2l_encode.restype = None
             if _self_check(lib):
                 _lib = lib
                 break
@@ -817,7 +824,7 @@ def encode(grad: Tensor, p: float) -> Tensor:
 
 
 def backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor | None, dc: Tensor | None,
-             x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, need: tuple) -> tuple:
+             x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, need: tuple, lib=None) -> tuple:
     """Derivative of :func:`forward` given dh', dc' (None: zero). ``need`` = (dx, dh, dc) flags.
     Returns (dx ``[N, I]``, dh ``[N, H]``, dc ``[N, H]`` (None where not needed), dW_ih ``[4H, I]``,
     dW_hh ``[4H, H]``, db ``[4H]``)."""
@@ -834,7 +841,7 @@ def backward(act: Tensor, c: Tensor, tanh_c: Tensor, dh: Tensor | None, dc: Tens
     # contiguous copies are kept in variables: a temporary would be freed before the call
     c, dh, dc, x, h = (t.contiguous() for t in (c, dh, dc, x, h))
     w_ih, w_hh = w_ih.detach().contiguous(), w_hh.detach().contiguous()
-    load().l2l_lstm_backward(
+    (lib or load()).l2l_lstm_backward(
         N, H, I, act.data_ptr(), c.data_ptr(), tanh_c.data_ptr(), dh.data_ptr(), dc.data_ptr(),
         x.data_ptr(), h.data_ptr(), w_ih.data_ptr(), w_hh.data_ptr(), _ptr(dx), _ptr(dh_prev),
         _ptr(dc_prev), grads.data_ptr())
