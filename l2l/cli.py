@@ -16,6 +16,23 @@ from .meta import OBJECTIVES
 from .specs import SpecError
 
 
+def _apply_to_init(optimizer, args) -> None:
+    """Options given with ``--init``: the output scale and p change the loaded optimizer (a
+    second stage may rescale its steps); its shape cannot change, so asking for another is an
+    error rather than silently ignored."""
+    for key in ("hidden_size", "num_layers", "preprocess"):
+        wanted = getattr(args, key)
+        if wanted is not None and wanted != getattr(optimizer, key):
+            raise ValueError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
+                             f"which has {key} = {getattr(optimizer, key)}; drop the option or "
+                             "train from scratch")
+    if args.single_lstm and optimizer.groups is not None:
+        raise ValueError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
+                         f"parameter group {list(optimizer.groups)}")
+    for key in ("p", "output_scale"):
+        if getattr(args, key) is not None:
+            setattr(optimizer, key, float(getattr(args, key)))
+
 def _train(args) -> int:
     from .meta import MetaConfig, MetaTrainer
     from .optimizers import LSTMOptimizer
@@ -41,6 +58,7 @@ def _train(args) -> int:
     torch.manual_seed(config.seed)
     if args.init:
         optimizer = checkpoint.load_optimizer(args.init)  # a second stage starts from a trained φ
+        _apply_to_init(optimizer, args)
     else:
         optimizer = LSTMOptimizer(**options)
     out = Path(args.out or f"runs/{problem.name}")

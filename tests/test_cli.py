@@ -97,3 +97,20 @@ def test_second_stage_starts_from_a_trained_optimizer(capsys, tmp_path):
     record = load_optimizer(tmp_path / "b").provenance
     assert record["init"]["from"] == f"lstm:{tmp_path / 'a'}"
     assert record["init"]["provenance"]["problem"].startswith("quadratic:dim=2")
+
+
+def test_second_stage_takes_a_new_output_scale_and_refuses_a_new_shape(capsys, tmp_path):
+    from l2l.checkpoint import load_optimizer
+
+    common = ["--epochs", "1", "--batch-size", "2", "--horizon", "4", "--unroll", "2",
+              "--validate-every", "1", "--validation-size", "2", "--quiet"]
+    assert run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "a"), *common)[0] == 0
+    first = load_optimizer(tmp_path / "a")
+    init = ["--init", f"lstm:{tmp_path / 'a'}"]
+    code, _, _ = run(capsys, "train", "quadratic:dim=2", *init, "--output-scale", "0.25",
+                     "--out", str(tmp_path / "b"), *common)
+    assert code == 0 and first.output_scale != 0.25
+    assert load_optimizer(tmp_path / "b").output_scale == 0.25
+    code, _, err = run(capsys, "train", "quadratic:dim=2", *init, "--hidden-size", "7",
+                       "--out", str(tmp_path / "c"), *common)
+    assert code != 0 and "--hidden-size 7 does not fit --init" in err
