@@ -2,6 +2,8 @@
 
     python experiments/neural_art_probes.py magnitudes   # |∇|, |update|, cos(−∇, update) along the way
     python experiments/neural_art_probes.py switch       # Adam for k steps, then the LSTM (fresh state)
+    python experiments/neural_art_probes.py switch neural_art:style=vangogh_night_cafe,size=128 test 7 20 0.383
+                                                 # the same on 20 test crops of seed 7 at 128 px (session 7)
     python experiments/neural_art_probes.py scale        # the LSTM's updates multiplied by a schedule
     python experiments/neural_art_probes.py noise        # init=noise (Gatys' white-noise start)
 
@@ -58,10 +60,15 @@ def magnitudes():
                       flush=True)
 
 
-def switch():
-    for k, lr in ((0, 0.215), (4, 0.215), (8, 0.215), (16, 0.215), (32, 0.215), (48, 0.215),
-                  (128, 0.215), (8, 0.1), (16, 0.1)):
-        optimizee = validation()
+def switch(spec=None, split="val", seed=SEED, runs=RUNS, lr=None):
+    """Adam for k steps, then the LSTM; by default on the validation crops at 64×64."""
+    plan = ((0, 0.215), (4, 0.215), (8, 0.215), (16, 0.215), (32, 0.215), (48, 0.215),
+            (128, 0.215), (8, 0.1), (16, 0.1))
+    if lr is not None:
+        plan = [(k, float(lr)) for k in (0, 4, 8, 128)]
+    for k, lr in plan:
+        optimizee = (validation() if spec is None else make_problem(spec).for_split(split).sample(
+            int(runs), generator(int(seed), split, 0)))
         theta, groups = optimizee.theta0, optimizee.coordinate_groups()
         adam = BASELINES["adam"](lr)
         state, means = adam.init_state(theta, groups=groups), {}
@@ -113,4 +120,5 @@ def noise():
 
 
 if __name__ == "__main__":
-    {"magnitudes": magnitudes, "switch": switch, "scale": scale, "noise": noise}[sys.argv[1]]()
+    {"magnitudes": magnitudes, "switch": switch, "scale": scale, "noise": noise}[sys.argv[1]](
+        *sys.argv[2:])
