@@ -26,6 +26,9 @@ def _apply_to_init(optimizer, args) -> None:
             raise ValueError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
                              f"which has {key} = {getattr(optimizer, key)}; drop the option or "
                              "train from scratch")
+    if args.adam_inputs and not optimizer.adam_inputs:
+        raise ValueError(f"--adam-inputs does not fit --init {args.init}, which was trained "
+                         "without them")
     if args.single_lstm and optimizer.groups is not None:
         raise ValueError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
                          f"parameter group {list(optimizer.groups)}")
@@ -53,6 +56,8 @@ def _train(args) -> int:
             options[key] = getattr(args, key)
     if args.single_lstm:
         options.pop("groups", None)
+    if args.adam_inputs:
+        options["adam_inputs"] = True
     import torch
 
     torch.manual_seed(config.seed)
@@ -208,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("-p", type=float, dest="p", help="preprocessing scale (paper: 10)")
     train.add_argument("--output-scale", type=float)
+    train.add_argument("--adam-inputs", action="store_true",
+                       help="also feed the LSTM Adam's normalised moments (not in the paper; "
+                            "see LSTMOptimizer)")
     train.add_argument("--single-lstm", action="store_true",
                        help="one LSTM for every coordinate, also where the paper uses one per "
                             "parameter group (CIFAR)")

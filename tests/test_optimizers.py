@@ -49,11 +49,11 @@ def test_lstm_matches_torch_lstmcell():
     torch.testing.assert_close(out, net.readout(h2).squeeze(-1))
 
 
-@pytest.mark.parametrize("preprocess", [True, False])
-def test_permutation_invariance(preprocess):
+@pytest.mark.parametrize("preprocess, adam_inputs", [(True, False), (False, False), (True, True)])
+def test_permutation_invariance(preprocess, adam_inputs):
     """Permuting the coordinates of θ permutes the updates, step after step."""
     torch.manual_seed(1)
-    opt = LSTMOptimizer(hidden_size=8, preprocess=preprocess)
+    opt = LSTMOptimizer(hidden_size=8, preprocess=preprocess, adam_inputs=adam_inputs)
     B, n = 3, 11
     perm = torch.randperm(n)
     theta = torch.zeros(B, n)
@@ -146,3 +146,29 @@ def test_grouped_optimizer_checkpoint_round_trip(tmp_path):
     assert loaded.groups == ("conv", "other")
     for a, b in zip(opt.parameters(), loaded.parameters()):
         assert torch.equal(a, b)
+
+
+def test_adam_inputs_are_adams_normalised_moments():
+    """With adam_inputs the LSTM also sees m̂/(√v̂ + ε) and ∇/(√v̂ + ε), as torch's Adam keeps them."""
+    torch.manual_seed(2)
+    opt = LSTMOptimizer(hidden_size=8, adam_inputs=True)
+    assert opt.config()["adam_inputs"] and LSTMOptimizer(**opt.config()).config() == opt.config()
+    assert "adam_inputs" not in LSTMOptimizer().config()  # earlier checkpoints' configs unchanged
+    assert opt.net.input_size == 4
+    p = torch.nn.Parameter(torch.zeros(2, 5, dtype=torch.float64))
+    reference = torch.optim.Adam([p], lr=1.0, betas=(0.9, 0.999), eps=1e-8)
+    theta = torch.zeros(2, 5, dtype=torch.float64)
+    state = opt.init_state(theta)
+    for t in range(1, 5):
+        grad = torch.randn(2, 5, dtype=torch.float64) * 10.0 ** -t
+        extra, moments = opt.moments(grad, state[:3])
+        p.grad = grad.clone()
+        reference.step()
+        s = reference.state[p]
+        denom = (s["exp_avg_sq"] / (1 - 0.999 ** t)).sqrt() + 1e-8
+        torch.testing.assert_close(extra[..., 0], s["exp_avg"] / (1 - 0.9 ** t) / denom)
+        torch.testing.assert_close(extra[..., 1], grad / denom)
+        update, state = opt(grad.float(), tuple(x.float() for x in state))
+        assert update.shape == (2, 5) and len(state) == 3 + 4
+        torch.testing.assert_close(state[0].double(), moments[0], rtol=1e-5, atol=0)
+        state = tuple(x.double() for x in state)

@@ -229,3 +229,25 @@ def test_rule_with_one_lstm_per_group_routes_parameter_groups():
     torch.testing.assert_close(model[0].weight.detach().reshape(1, -1) - before[0].reshape(1, -1), expect)
     with pytest.raises(ValueError, match="not an LSTM of this learned optimizer"):
         l2l.LearnedOptimizer([{"params": convs, "lstm_group": "fc"}], rule)
+
+
+def test_rule_with_adam_inputs_keeps_its_moments_per_parameter():
+    """The moments are state per coordinate, so LearnedOptimizer splits and joins them like the
+    LSTM's: the drop-in follows the functional rule exactly."""
+    torch.manual_seed(3)
+    rule = l2l.LSTMOptimizer(hidden_size=8, output_scale=0.1, adam_inputs=True)
+    model = small_cnn()
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).unsqueeze(0)
+    grads = [torch.randn_like(theta) for _ in range(3)]
+    state = rule.init_state(theta)
+    opt = LearnedOptimizer(model.parameters(), optimizer=rule)
+    for grad in grads:
+        with torch.no_grad():
+            update, state = rule(grad, state)
+        theta = theta + update
+        for p, g in zip(model.parameters(), grad[0].split([q.numel() for q in model.parameters()])):
+            p.grad = g.view_as(p).clone()
+        opt.step()
+    ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(ours, theta[0], rtol=0, atol=1e-6)
+    assert opt.state[next(model.parameters())]["lstm"][0].shape == (4 * 1 * 9,)

@@ -187,6 +187,10 @@ class LSTMOptimizer(Optimizer):
             (the paper's quadratics).
         p: the preprocessing scale (paper 10, authors' code 5).
         output_scale: multiplies the LSTM's output (paper: 0.1 on MNIST, none on quadratics).
+        adam_inputs: also feed each coordinate Adam's normalised moments, m̂/(√v̂ + ε) and
+            ∇/(√v̂ + ε) (β1 0.9, β2 0.999, ε 1e-8), beside the encoded gradient: 4 inputs instead
+            of 2. Not in the paper: relative inputs of this kind are what RNNprop (Lv et al.
+            2017) and Chen et al. (2020) found to fix the paper's weak late phase. Off by default.
         groups: None for one LSTM over every coordinate (the paper, except on CIFAR), or names of
             parameter groups, each with its own LSTM (CIFAR's ``("conv", "other")``, Section 3.3).
             The optimizee says which coordinates form each group
@@ -196,9 +200,14 @@ class LSTMOptimizer(Optimizer):
 
     With one LSTM the state is ``2·num_layers`` tensors ``[B·n, hidden_size]``. With groups it
     is, for each group in order, its coordinate indices ``[n_g]`` followed by its LSTM's
-    ``2·num_layers`` tensors ``[B·n_g, hidden_size]``. Updates have the shape of the gradient,
+    ``2·num_layers`` tensors ``[B·n_g, hidden_size]``. With ``adam_inputs`` the moments m, v
+    and the step count t, each ``[B·n]`` (one row per coordinate, like the LSTM's state), come
+    first. Updates have the shape of the gradient,
     ``[B, n]``.
     """
+
+    #: Adam's constants for ``adam_inputs`` (Torch7's defaults, as for the Adam baseline)
+    BETAS, EPS = (0.9, 0.999), 1e-8
 
     name = "lstm"
 
@@ -211,12 +220,14 @@ class LSTMOptimizer(Optimizer):
         output_scale: float = 0.1,
         groups=None,
         engine: str | None = None,
+        adam_inputs: bool = False,
     ):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
+        self.adam_inputs = bool(adam_inputs)
         self.groups = tuple(groups) if groups is not None else None
-        inputs = 2 if preprocess else 1
+        inputs = (2 if preprocess else 1) + (2 if self.adam_inputs else 0)
         if self.groups is None:
             self.net = CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
         else:
@@ -251,6 +262,13 @@ class LSTMOptimizer(Optimizer):
 
     def init_state(self, theta: Tensor, groups=None) -> State:
         """Zero state for θ ``[B, n]``; ``groups`` (name → indices ``[n_g]``) is needed with groups."""
+        moments = ()
+        if self.adam_inputs:
+            zeros = theta.new_zeros(theta.numel())
+            moments = (zeros, zeros.clone(), zeros.clone())
+        return moments + self._lstm_state(theta, groups)
+
+    def _lstm_state(self, theta: Tensor, groups) -> State:
         if self.groups is None:
             return self.net.init_state(theta.numel(), theta)
         if groups is None or set(groups) != set(self.groups):
@@ -276,18 +294,41 @@ class LSTMOptimizer(Optimizer):
             return _native.encode(flat, self.p)
         return preprocess_gradients(flat, self.p)
 
+    def moments(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        """Adam's normalised moments ``[B, n, 2]`` after this gradient, and the updated
+        (m, v, t). The gradient is a constant of the meta-graph unless second derivatives are
+        kept, so these are usually constants too."""
+        (b1, b2), (m, v, t), flat = self.BETAS, state, grad.reshape(-1)
+        t = t + 1
+        m = b1 * m + (1 - b1) * flat
+        v = b2 * v + (1 - b2) * flat * flat
+        denom = (v / (1 - b2 ** t)).sqrt() + self.EPS
+        extra = torch.stack((m / (1 - b1 ** t) / denom, flat / denom), dim=-1)
+        return extra.view(*grad.shape, 2), (m, v, t)
+
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        extra, moments = None, ()
+        if self.adam_inputs:
+            extra, moments = self.moments(grad, state[:3])
+            state = state[3:]
+
+        def inputs(index=None):
+            g, e = (grad, extra) if index is None else (
+                grad[:, index], None if extra is None else extra[:, index])
+            x = self.encode(g)
+            return x if e is None else torch.cat((x, e.reshape(-1, 2).to(x.dtype)), dim=1)
+
         if self.groups is None:
-            out, state = self.net(self.encode(grad), state)
-            return self.output_scale * out.view_as(grad), state
+            out, state = self.net(inputs(), state)
+            return self.output_scale * out.view_as(grad), moments + tuple(state)
         width = 1 + 2 * self.num_layers
         update, new_state = torch.zeros_like(grad), []
         for k, g in enumerate(self.groups):
             index, group_state = state[k * width], state[k * width + 1:(k + 1) * width]
-            out, group_state = self.nets[g](self.encode(grad[:, index]), group_state)
+            out, group_state = self.nets[g](inputs(index), group_state)
             update = update.index_copy(1, index, out.view(grad.shape[0], -1))
             new_state += [index, *group_state]
-        return self.output_scale * update, tuple(new_state)
+        return self.output_scale * update, moments + tuple(new_state)
 
     def config(self) -> dict:
         config = {
@@ -299,4 +340,6 @@ class LSTMOptimizer(Optimizer):
         }
         if self.groups is not None:
             config["groups"] = list(self.groups)
+        if self.adam_inputs:  # only where set, so that earlier checkpoints' configs stay as they were
+            config["adam_inputs"] = True
         return config
