@@ -188,7 +188,10 @@ while Adam from the start, whose large early steps take it far from the photo, e
 LSTM settles in a worse region than the one Adam's early excursion finds. The paper's meta-loss,
 the mean of f over the horizon, rewards the fast start and cannot see this. Three fine-tunings
 aimed at the end point (the log f meta-loss, the whole horizon in one unroll, weights ramped up
-along the horizon) did not move it (`experiments/README.md`)."""),
+along the horizon) did not move it, nor did meta-training from scratch with the loss scaled by 100
+or 1000, a wider LSTM (2×40), a 256-step horizon, or Adam's normalised moments as extra inputs
+(`LSTMOptimizer(adam_inputs=True)`): every one stalls near 0.475 on the validation photos
+(`experiments/README.md`)."""),
 md("""## Figure 9: what the images look like
 The first `SHOW` test photos after `STEPS` steps of each optimizer (the LSTM, then the baselines
 at their tuned rates), for the training style at 64×64 and the new style at 128×128."""),
