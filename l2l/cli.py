@@ -36,6 +36,7 @@ def _apply_to_init(optimizer, args) -> None:
         if getattr(args, key) is not None:
             setattr(optimizer, key, float(getattr(args, key)))
 
+
 def _train(args) -> int:
     from .meta import MetaConfig, MetaTrainer
     from .optimizers import LSTMOptimizer

@@ -202,8 +202,7 @@ class LSTMOptimizer(Optimizer):
     is, for each group in order, its coordinate indices ``[n_g]`` followed by its LSTM's
     ``2·num_layers`` tensors ``[B·n_g, hidden_size]``. With ``adam_inputs`` the moments m, v
     and the step count t, each ``[B·n]`` (one row per coordinate, like the LSTM's state), come
-    first. Updates have the shape of the gradient,
-    ``[B, n]``.
+    first. Updates have the shape of the gradient, ``[B, n]``.
     """
 
     #: Adam's constants for ``adam_inputs`` (Torch7's defaults, as for the Adam baseline)
@@ -307,20 +306,20 @@ class LSTMOptimizer(Optimizer):
         return extra.view(*grad.shape, 2), (m, v, t)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        extra, moments = None, ()
+        extra, adam_state = None, ()
         if self.adam_inputs:
-            extra, moments = self.moments(grad, state[:3])
+            extra, adam_state = self.moments(grad, state[:3])
             state = state[3:]
 
         def inputs(index=None):
             g, e = (grad, extra) if index is None else (
                 grad[:, index], None if extra is None else extra[:, index])
             x = self.encode(g)
-            return x if e is None else torch.cat((x, e.reshape(-1, 2).to(x.dtype)), dim=1)
+            return x if e is None else torch.cat((x, e.reshape(-1, 2)), dim=1)
 
         if self.groups is None:
             out, state = self.net(inputs(), state)
-            return self.output_scale * out.view_as(grad), moments + tuple(state)
+            return self.output_scale * out.view_as(grad), adam_state + tuple(state)
         width = 1 + 2 * self.num_layers
         update, new_state = torch.zeros_like(grad), []
         for k, g in enumerate(self.groups):
@@ -328,7 +327,7 @@ class LSTMOptimizer(Optimizer):
             out, group_state = self.nets[g](inputs(index), group_state)
             update = update.index_copy(1, index, out.view(grad.shape[0], -1))
             new_state += [index, *group_state]
-        return self.output_scale * update, moments + tuple(new_state)
+        return self.output_scale * update, adam_state + tuple(new_state)
 
     def config(self) -> dict:
         config = {

@@ -41,13 +41,11 @@ code("""import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import torch
 
 import l2l
 from l2l import data
 from l2l.evaluate import cached_curves
 from l2l.plotting import label, plot_curves, plot_training_log
-from l2l.problems import cifar
 
 
 def stored(name):
