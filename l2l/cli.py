@@ -72,13 +72,41 @@ def _train(args) -> int:
         raise ValueError(f"{out} already holds a training run; pass --resume to continue it, "
                          "--force to start over, or --out for another folder")
     command = "python -m l2l " + shlex.join(args.argv)
+    init = args.init
+    if args.imitate and not (args.resume and (out / "last.pt").exists()):
+        init = _imitate_first(problem, optimizer, config, args, out)
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
-                          progress=not args.quiet, init=args.init, device=_device(args.device),
+                          progress=not args.quiet, init=init, device=_device(args.device),
                           time_limit=args.time_limit)
     result = trainer.train(resume=args.resume)
     print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
           f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
     return 0
+
+
+def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
+    """``train --imitate TEACHER``: the supervised warm start of :mod:`l2l.imitation`, before
+    meta-training; its log goes to ``OUT/imitation.json``. Returns the provenance's ``init``."""
+    from .evaluate import make_optimizer
+    from .imitation import imitate
+
+    if args.imitate_epochs < 1:
+        raise ValueError(f"--imitate-epochs must be ≥ 1, got {args.imitate_epochs}")
+    name, teacher, _ = make_optimizer(args.imitate, problem, config.horizon)
+    if teacher.learnable:
+        raise ValueError(f"--imitate {args.imitate}: the teacher must be a hand-designed "
+                         "optimizer (sgd, rmsprop, adam, nag, with or without :RATE)")
+    log = imitate(problem, optimizer, teacher, epochs=args.imitate_epochs,
+                  horizon=config.horizon, unroll=config.unroll, lr=args.imitate_lr,
+                  seed=config.seed, progress=not args.quiet, device=_device(args.device))
+    record = {"teacher": args.imitate, "lr": getattr(teacher, "lr", None),
+              "epochs": args.imitate_epochs, "imitate_lr": args.imitate_lr, "log": log}
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_text(json.dumps(record, indent=1), out / "imitation.json")
+    print(f"imitated {name}: relative error {log[0]['error']:.4g} (epoch 1) → "
+          f"{log[-1]['error']:.4g} (epoch {len(log)})")
+    start = args.init or "a fresh optimizer"
+    return f"{start}, then {args.imitate_epochs} epochs imitating {args.imitate} (lr {record['lr']:.3g})"
 
 
 def _evaluate(args) -> int:
@@ -223,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", metavar="SPEC",
                        help="start from this trained optimizer (pretrained:NAME or lstm:PATH) "
                             "instead of a fresh one; recorded in the provenance")
+    train.add_argument("--imitate", metavar="TEACHER",
+                       help="first fit the optimizer's steps to this hand-designed one's (adam, "
+                            "adam:0.001, nag …; not in the paper, see l2l.imitation)")
+    train.add_argument("--imitate-epochs", type=int, default=50,
+                       help="optimizees imitated on, one horizon each (default 50)")
+    train.add_argument("--imitate-lr", type=float, default=1e-3,
+                       help="Adam learning rate of the imitation stage (default 1e-3)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")

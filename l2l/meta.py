@@ -251,6 +251,7 @@ class MetaTrainer:
         if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
             self.best_validation, self.best_epoch = self.validate()[cfg.select_by], self.epoch
             self.best_state = checkpoint.cpu_state(self.optimizer)
+            self.save_best()
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()
