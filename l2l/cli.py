@@ -50,6 +50,10 @@ def _train(args) -> int:
             config[key] = getattr(args, key)
     if args.second_order:
         config["second_order"] = True
+    if args.imitate_weight:
+        if not args.imitate:
+            raise ValueError("--imitate-weight needs --imitate TEACHER, the optimizer to imitate")
+        config.update(imitate=args.imitate, imitate_weight=args.imitate_weight)
     config = MetaConfig(**config)
     options = dict(problem.optimizer_defaults)
     for key in ("hidden_size", "num_layers", "preprocess", "p", "output_scale"):
@@ -73,7 +77,7 @@ def _train(args) -> int:
                          "--force to start over, or --out for another folder")
     command = "python -m l2l " + shlex.join(args.argv)
     init = args.init
-    if args.imitate and not (args.resume and (out / "last.pt").exists()):
+    if args.imitate and args.imitate_epochs and not (args.resume and (out / "last.pt").exists()):
         init = _imitate_first(problem, optimizer, config, args, out)
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
                           progress=not args.quiet, init=init, device=_device(args.device),
@@ -90,8 +94,8 @@ def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
     from .evaluate import make_optimizer
     from .imitation import imitate
 
-    if args.imitate_epochs < 1:
-        raise ValueError(f"--imitate-epochs must be ≥ 1, got {args.imitate_epochs}")
+    if args.imitate_epochs < 0:
+        raise ValueError(f"--imitate-epochs must be ≥ 0, got {args.imitate_epochs}")
     name, teacher, _ = make_optimizer(args.imitate, problem, config.horizon)
     if teacher.learnable:
         raise ValueError(f"--imitate {args.imitate}: the teacher must be a hand-designed "
@@ -255,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first fit the optimizer's steps to this hand-designed one's (adam, "
                             "adam:0.001, nag …; not in the paper, see l2l.imitation)")
     train.add_argument("--imitate-epochs", type=int, default=50,
-                       help="optimizees imitated on, one horizon each (default 50)")
+                       help="optimizees imitated on before meta-training, one horizon each "
+                            "(default 50; 0: none)")
+    train.add_argument("--imitate-weight", type=float,
+                       help="keep imitating during meta-training: add this weight times the "
+                            "imitation error to the meta-loss (Chen et al. 2020; default: don't)")
     train.add_argument("--imitate-lr", type=float, default=1e-3,
                        help="Adam learning rate of the imitation stage (default 1e-3)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")

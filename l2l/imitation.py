@@ -14,6 +14,10 @@ step on the mean over parameter groups of the relative squared error
 so that the small steps of one group (e.g. convolution weights) count as much as the large steps
 of another. The student's state is carried across unrolls and detached between them, as in
 meta-training. Nothing is differentiated through the optimizee.
+
+:class:`Shadowed` keeps imitating during meta-training, as Chen et al. do: the teacher proposes a
+step on each gradient of the student's own trajectory, and the meta-loss gains the weighted mean
+relative error (``python -m l2l train --imitate TEACHER --imitate-weight W``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,41 @@ def imitation_error(student: Tensor, teacher: Tensor, groups: dict[str, Tensor] 
         s, t = (student, teacher) if idx is None else (student[..., idx], teacher[..., idx])
         errors.append((s - t).square().sum() / t.square().sum().clamp_min(1e-30))
     return torch.stack(errors).mean()
+
+
+class Shadowed(Optimizer):
+    """The student's steps, with a teacher's proposal on the same gradient recorded beside each.
+
+    The teacher's state follows the student's trajectory. After every step the relative error
+    (:func:`imitation_error`) is appended to ``errors``, in the student's autograd graph, for an
+    imitation term of the meta-loss; the caller clears the list. State: the student's tuple, then
+    the teacher's.
+    """
+
+    name = "shadowed"
+
+    def __init__(self, student: Optimizer, teacher: Optimizer):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.errors: list[Tensor] = []
+        self._groups, self._split = None, 0
+
+    def init_state(self, theta: Tensor, groups=None):
+        self._groups = groups
+        mine = tuple(self.student.init_state(theta, groups=groups))
+        self._split = len(mine)
+        return mine + tuple(self.teacher.init_state(theta, groups=groups))
+
+    def forward(self, grad: Tensor, state):
+        mine, theirs = state[:self._split], state[self._split:]
+        update, mine = self.student(grad, mine)
+        with torch.no_grad():
+            step, theirs = self.teacher(grad, theirs)
+        self.errors.append(imitation_error(update, step, self._groups))
+        return update, tuple(mine) + tuple(theirs)
+
+    def config(self) -> dict:
+        return {"student": self.student.config(), "teacher": self.teacher.config()}
 
 
 def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, horizon: int,

@@ -72,6 +72,11 @@ class MetaConfig:
         select_by: ``"meta_loss"`` (mean f over the horizon, the paper's objective) or
             ``"final_loss"`` (f at the last step) for keeping the best optimizer.
         seed: seeds φ's initialisation and the training optimizees.
+        imitate: a hand-designed teacher (``"adam:0.01"``, see :func:`l2l.evaluate.make_optimizer`)
+            whose steps the optimizer keeps imitating (not in the paper; :class:`~l2l.imitation.Shadowed`):
+            each truncation's meta-loss gains ``imitate_weight`` × the mean relative error of
+            its steps against the teacher's on the same gradients.
+        imitate_weight: the weight of that term (0: no imitation).
     """
 
     epochs: int = 1000
@@ -87,6 +92,8 @@ class MetaConfig:
     validation_size: int = 64
     select_by: str = "meta_loss"
     seed: int = 0
+    imitate: str | None = None
+    imitate_weight: float = 0.0
 
     def __post_init__(self):
         if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
@@ -101,6 +108,9 @@ class MetaConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
             raise ValueError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
+        if self.imitate_weight < 0 or (self.imitate_weight > 0) != (self.imitate is not None):
+            raise ValueError("imitation during meta-training needs both a teacher (imitate) and a "
+                             f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
 
 
 @dataclass
@@ -165,6 +175,16 @@ class MetaTrainer:
         self.best_state = checkpoint.cpu_state(optimizer)
         self.log: list[dict] = []
         self._validation_set = None
+        self.shadowed = None
+        if self.config.imitate is not None:
+            from .evaluate import make_optimizer
+            from .imitation import Shadowed
+
+            _, teacher, _ = make_optimizer(self.config.imitate, self.problem, self.config.horizon)
+            if teacher.learnable:
+                raise ValueError(f"imitate={self.config.imitate!r}: the teacher must be a "
+                                 "hand-designed optimizer (sgd, rmsprop, adam, nag)")
+            self.shadowed = Shadowed(self.optimizer, teacher.to(self.device))
 
     # -- one epoch -----------------------------------------------------------------------------
     def meta_lr(self, epoch: int) -> float:
@@ -181,12 +201,16 @@ class MetaTrainer:
             group["lr"] = self.meta_lr(epoch)
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
         theta = optimizee.theta0.to(self.device)
-        state = self.optimizer.init_state(theta, groups=optimizee.coordinate_groups())
+        runner = self.optimizer if self.shadowed is None else self.shadowed
+        state = runner.init_state(theta, groups=optimizee.coordinate_groups())
         meta_losses = []
         for start in range(0, cfg.horizon, cfg.unroll):
-            losses, theta, state = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
+            losses, theta, state = unroll(optimizee, runner, theta, state, start, cfg.unroll,
                                           second_order=cfg.second_order)
             meta_loss = meta_objective(losses, cfg.objective, start, cfg.horizon)
+            if self.shadowed is not None:
+                meta_loss = meta_loss + cfg.imitate_weight * torch.stack(self.shadowed.errors).mean()
+                self.shadowed.errors.clear()
             self.meta_optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(meta_loss):
                 meta_loss.backward()

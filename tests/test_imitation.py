@@ -8,7 +8,7 @@ import torch
 from l2l.checkpoint import load_optimizer
 from l2l.cli import main
 from l2l.evaluate import evaluate
-from l2l.imitation import imitate, imitation_error
+from l2l.imitation import Shadowed, imitate, imitation_error
 from l2l.optimizers import Adam, LSTMOptimizer
 
 
@@ -53,3 +53,43 @@ def test_train_imitate_writes_its_log_and_provenance(tmp_path, capsys):
                  "--out", str(tmp_path / "b"), *common])
     _, err = capsys.readouterr()
     assert code == 2 and "must be a hand-designed optimizer" in err
+
+
+def test_shadowed_steps_are_the_students_and_its_errors_the_teachers_distance():
+    torch.manual_seed(0)
+    student = LSTMOptimizer(hidden_size=4, adam_inputs=True)
+    shadowed = Shadowed(student, Adam(0.1))
+    grad, theta = torch.randn(2, 6), torch.zeros(2, 6)
+    state, alone = shadowed.init_state(theta), student.init_state(theta)
+    for _ in range(3):
+        update, state = shadowed(grad, state)
+        expected, alone = student(grad, alone)
+        torch.testing.assert_close(update, expected)
+    teacher_step, _ = Adam(0.1)(grad, Adam(0.1).init_state(theta))
+    assert len(shadowed.errors) == 3
+    # after one step Adam's move is lr·sign(∇): the first error is against that
+    first, _ = student(grad, student.init_state(theta))
+    torch.testing.assert_close(shadowed.errors[0], imitation_error(first, teacher_step, None))
+
+
+def test_meta_training_with_an_imitation_term_pulls_towards_the_teacher():
+    from l2l.meta import MetaConfig, MetaTrainer
+
+    def error_after(weight):
+        torch.manual_seed(0)
+        student = LSTMOptimizer(hidden_size=8, output_scale=0.1, adam_inputs=True)
+        extra = {"imitate": "adam:0.1", "imitate_weight": weight} if weight else {}
+        config = MetaConfig(epochs=20, batch_size=4, horizon=20, unroll=10, meta_lr=1e-2,
+                            validate_every=20, validation_size=4, **extra)
+        MetaTrainer("quadratic:dim=5", student, config, progress=False).train()
+        probe = Shadowed(student, Adam(0.1))
+        optimizee = __import__("l2l").make_problem("quadratic:dim=5").sample(8, torch.Generator().manual_seed(1))
+        from l2l.rollout import run
+
+        with torch.no_grad():
+            run(optimizee, probe, 20)
+        return torch.stack(probe.errors).mean().item()
+
+    assert error_after(10.0) < 0.5 * error_after(0.0)
+    with pytest.raises(ValueError, match="positive imitate_weight"):
+        MetaConfig(imitate="adam:0.1")
