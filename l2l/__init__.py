@@ -5,7 +5,8 @@ The public API, re-exported from the modules that define it:
 - update rules: :class:`LSTMOptimizer` (learned) and :class:`SGD`, :class:`RMSprop`,
   :class:`Adam`, :class:`NAG` (hand-designed);
 - optimizee families: :class:`Quadratic` (and every family in :data:`PROBLEMS`);
-- meta-training: :class:`MetaTrainer`, :class:`MetaConfig`;
+- meta-training: :class:`MetaTrainer`, :class:`MetaConfig`; imitation of a hand-designed
+  optimizer (not in the paper): :func:`imitate`;
 - evaluation: :func:`evaluate`, :func:`tune_learning_rate`, :func:`run`;
 - checkpoints: :func:`load_optimizer`, :func:`save_optimizer`;
 - training any ``nn.Module`` with a learned optimizer: :class:`LearnedOptimizer`.
@@ -13,6 +14,7 @@ The public API, re-exported from the modules that define it:
 
 from .checkpoint import load_optimizer, save_optimizer
 from .evaluate import Curve, evaluate, tune_learning_rate
+from .imitation import imitate
 from .meta import MetaConfig, MetaTrainer
 from .optimizers import NAG, SGD, Adam, LSTMOptimizer, Optimizer, RMSprop
 from .preprocessing import preprocess_gradients
@@ -37,6 +39,7 @@ __all__ = [
     "Quadratic",
     "RMSprop",
     "evaluate",
+    "imitate",
     "load_optimizer",
     "make_problem",
     "preprocess_gradients",
