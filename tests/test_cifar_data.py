@@ -5,6 +5,7 @@ structure; the real data are checked where they exist (``L2L_DATA`` or ``../shar
 conftest.py), including the exact official pixels of the recovered copy's lossless subset.
 """
 
+import gzip
 import hashlib
 import io
 import logging
@@ -42,7 +43,10 @@ def fake_archive(folder) -> tuple[dict, dict]:
     members["batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in data.CIFAR10_CLASSES]})
     members["readme.html"] = b"<html></html>"
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    # mtime=0: the gzip header otherwise records the current second, and two calls that straddle
+    # a second would write archives with different checksums
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+            tarfile.open(fileobj=packed, mode="w") as tar:
         for name in ["data_batch_4", "readme.html", "test_batch", "data_batch_3", "batches.meta",
                      "data_batch_2", "data_batch_5", "data_batch_1"]:  # the official order
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
