@@ -18,7 +18,7 @@ from l2l import data
 def idx_bytes(array: np.ndarray) -> bytes:
     """A gzipped IDX file of unsigned bytes holding ``array``."""
     header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    return gzip.compress(header + array.astype(np.uint8).tobytes())
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
 
 
 def fake_mnist(folder, train=5, test=3) -> dict:
