@@ -91,15 +91,11 @@ def _train(args) -> int:
 def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
     """``train --imitate TEACHER``: the supervised warm start of :mod:`l2l.imitation`, before
     meta-training; its log goes to ``OUT/imitation.json``. Returns the provenance's ``init``."""
-    from .evaluate import make_optimizer
-    from .imitation import imitate
+    from .imitation import imitate, make_teacher
 
     if args.imitate_epochs < 0:
         raise ValueError(f"--imitate-epochs must be ≥ 0, got {args.imitate_epochs}")
-    name, teacher, _ = make_optimizer(args.imitate, problem, config.horizon)
-    if teacher.learnable:
-        raise ValueError(f"--imitate {args.imitate}: the teacher must be a hand-designed "
-                         "optimizer (sgd, rmsprop, adam, nag, with or without :RATE)")
+    teacher = make_teacher(args.imitate, problem, config.horizon)
     log = imitate(problem, optimizer, teacher, epochs=args.imitate_epochs,
                   horizon=config.horizon, unroll=config.unroll, lr=args.imitate_lr,
                   seed=config.seed, progress=not args.quiet, device=_device(args.device))
@@ -107,7 +103,7 @@ def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
               "epochs": args.imitate_epochs, "imitate_lr": args.imitate_lr, "log": log}
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(json.dumps(record, indent=1), out / "imitation.json")
-    print(f"imitated {name}: relative error {log[0]['error']:.4g} (epoch 1) → "
+    print(f"imitated {teacher.name}: relative error {log[0]['error']:.4g} (epoch 1) → "
           f"{log[-1]['error']:.4g} (epoch {len(log)})")
     start = args.init or "a fresh optimizer"
     return f"{start}, then {args.imitate_epochs} epochs imitating {args.imitate} (lr {record['lr']:.3g})"

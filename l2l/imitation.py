@@ -33,6 +33,18 @@ from .problems import make_problem
 from .seeding import generator
 
 
+def make_teacher(spec: str, problem, steps: int) -> Optimizer:
+    """The hand-designed optimizer of ``spec`` (``adam``, ``adam:0.01``, ``nag`` …; a bare name
+    takes the rate tuned for ``steps``); a learned one is refused with a clear error."""
+    from .evaluate import make_optimizer  # evaluate imports the problems this module needs too
+
+    _, teacher, _ = make_optimizer(spec, make_problem(problem), steps)
+    if teacher.learnable:
+        raise ValueError(f"imitate {spec!r}: the teacher must be a hand-designed optimizer "
+                         "(sgd, rmsprop, adam, nag, with or without :RATE)")
+    return teacher
+
+
 def imitation_error(student: Tensor, teacher: Tensor, groups: dict[str, Tensor] | None) -> Tensor:
     """Mean over groups of Σ(student − teacher)² / Σ teacher²; steps ``[..., B, n]`` → scalar."""
     index = list(groups.values()) if groups else [None]

@@ -177,13 +177,9 @@ class MetaTrainer:
         self._validation_set = None
         self.shadowed = None
         if self.config.imitate is not None:
-            from .evaluate import make_optimizer
-            from .imitation import Shadowed
+            from .imitation import Shadowed, make_teacher
 
-            _, teacher, _ = make_optimizer(self.config.imitate, self.problem, self.config.horizon)
-            if teacher.learnable:
-                raise ValueError(f"imitate={self.config.imitate!r}: the teacher must be a "
-                                 "hand-designed optimizer (sgd, rmsprop, adam, nag)")
+            teacher = make_teacher(self.config.imitate, self.problem, self.config.horizon)
             self.shadowed = Shadowed(self.optimizer, teacher.to(self.device))
 
     # -- one epoch -----------------------------------------------------------------------------
