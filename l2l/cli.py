@@ -45,7 +45,7 @@ def _train(args) -> int:
     problem = make_problem(args.problem)
     config = dict(problem.training_defaults)
     for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "objective", "seed", "batch_size", "clip_grad",
-                "validate_every", "validation_size", "select_by"):
+                "validate_every", "validation_size", "select_by", "random_scale"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     if args.second_order:
@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "imitation error to the meta-loss (Chen et al. 2020; default: don't)")
     train.add_argument("--imitate-lr", type=float, default=1e-3,
                        help="Adam learning rate of the imitation stage (default 1e-3)")
+    train.add_argument("--random-scale", type=float, metavar="R",
+                       help="multiply each training function by a factor drawn log-uniformly "
+                            "from [1/R, R] (random scaling, Lv et al. 2017; not in the paper)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")

@@ -29,11 +29,14 @@ from . import checkpoint
 from .memory import retain_freed_memory
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import Problem, make_problem
+from .problems.base import Scaled
 from .rollout import run, unroll
-from .seeding import generator
+from .seeding import generator, seed_for
 
 #: meta-objectives over an unroll's losses (see :class:`MetaConfig`)
 OBJECTIVES = ("loss", "log_loss", "late_log_loss")
+#: mixed into the training seed for random scaling's factors, a stream apart from the optimizees'
+SCALE_STREAM = 0x5CA1ED
 
 
 def meta_objective(losses: Tensor, objective: str, start: int, horizon: int) -> Tensor:
@@ -77,6 +80,10 @@ class MetaConfig:
             each truncation's meta-loss gains ``imitate_weight`` × the mean relative error of
             its steps against the teacher's on the same gradients.
         imitate_weight: the weight of that term (0: no imitation).
+        random_scale: R > 1 multiplies each training function by a factor drawn log-uniformly
+            from [1/R, R] (random scaling, Lv et al. 2017; not in the paper; see
+            :class:`~l2l.problems.base.Scaled`); 1: the functions as they are. Validation
+            optimizees are never scaled.
     """
 
     epochs: int = 1000
@@ -94,6 +101,7 @@ class MetaConfig:
     seed: int = 0
     imitate: str | None = None
     imitate_weight: float = 0.0
+    random_scale: float = 1.0
 
     def __post_init__(self):
         if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
@@ -111,6 +119,18 @@ class MetaConfig:
         if self.imitate_weight < 0 or (self.imitate_weight > 0) != (self.imitate is not None):
             raise ValueError("imitation during meta-training needs both a teacher (imitate) and a "
                              f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
+        if not self.random_scale >= 1:
+            raise ValueError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
+
+
+def scale_factors(seed: int, epoch: int, batch_size: int, spread: float) -> Tensor:
+    """Random scaling's factors for one epoch: ``[batch_size]``, log-uniform in [1/spread, spread].
+
+    Drawn from a stream of their own, so the optimizees sampled are the same with or without
+    scaling, and a resumed run draws the same factors."""
+    draw = torch.Generator().manual_seed(seed_for(seed, "train", epoch) ^ SCALE_STREAM)
+    u = 2 * torch.rand(batch_size, generator=draw, dtype=torch.float64) - 1
+    return torch.exp(u * math.log(spread)).float()
 
 
 @dataclass
@@ -196,6 +216,9 @@ class MetaTrainer:
         for group in self.meta_optimizer.param_groups:
             group["lr"] = self.meta_lr(epoch)
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
+        if cfg.random_scale > 1:
+            optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
+                                                        cfg.random_scale))
         theta = optimizee.theta0.to(self.device)
         runner = self.optimizer if self.shadowed is None else self.shadowed
         state = runner.init_state(theta, groups=optimizee.coordinate_groups())

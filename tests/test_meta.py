@@ -202,3 +202,31 @@ def test_meta_training_does_not_fault_its_memory_in_again():
         counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     faults = min(counts)
     assert faults / 40 < 100, f"{faults / 40:.0f} page faults per step"
+
+
+def test_random_scaling_multiplies_each_function_by_its_own_factor():
+    from l2l.meta import scale_factors
+    from l2l.problems.base import Scaled
+
+    factors = scale_factors(seed=0, epoch=3, batch_size=64, spread=4.0)
+    assert factors.shape == (64,) and factors.min() >= 0.25 and factors.max() <= 4.0
+    assert factors.min() < 0.5 and factors.max() > 2.0  # spread over the range, not one value
+    assert torch.equal(factors, scale_factors(0, 3, 64, 4.0))  # a resumed run draws the same
+    assert not torch.equal(factors, scale_factors(0, 4, 64, 4.0))
+    assert torch.equal(scale_factors(0, 3, 5, 1.0), torch.ones(5))
+
+    optimizee = Quadratic(dim=3).sample(2, generator(0, "train"))
+    scaled = Scaled(optimizee, torch.tensor([2.0, 0.5]))
+    theta = torch.randn(2, 3, requires_grad=True)
+    plain = optimizee.loss(theta, 0)
+    torch.testing.assert_close(scaled.loss(theta, 0), plain * torch.tensor([2.0, 0.5]))
+    (g,) = torch.autograd.grad(scaled.loss(theta, 0).sum(), theta)
+    (g0,) = torch.autograd.grad(plain.sum(), theta)
+    torch.testing.assert_close(g, g0 * torch.tensor([[2.0], [0.5]]))
+    assert scaled.coordinate_groups().keys() == optimizee.coordinate_groups().keys()
+    with pytest.raises(ValueError, match="positive factors"):
+        Scaled(optimizee, torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="random_scale"):
+        _config(random_scale=0.5)
+    trainer = MetaTrainer("quadratic", config=_config(random_scale=4.0, epochs=1), progress=False)
+    assert torch.isfinite(torch.tensor(trainer.train_epoch(0)))

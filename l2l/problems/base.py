@@ -132,6 +132,28 @@ class Optimizee:
         raise NotImplementedError(f"{type(self).__name__} cannot repeat itself")
 
 
+class Scaled(Optimizee):
+    """The functions of ``inner`` multiplied by positive factors: f'_b(θ) = c_b·f_b(θ).
+
+    Random scaling (Lv et al. 2017; not in the paper) meta-trains on such copies so that the
+    learned optimizer does not tie its steps to one scale of gradients, e.g. to the 4× smaller
+    per-pixel gradients of a 128×128 neural-art image. ``factors``: ``[B]``, one per function.
+    """
+
+    def __init__(self, inner: Optimizee, factors: Tensor):
+        if factors.shape != (inner.batch_size,) or not bool((factors > 0).all()):
+            raise ValueError(f"need {inner.batch_size} positive factors, one per function; "
+                             f"got shape {tuple(factors.shape)}")
+        self.inner, self.factors = inner, factors
+        self.theta0, self.layout, self.group_rules = inner.theta0, inner.layout, inner.group_rules
+
+    def loss(self, theta: Tensor, step: int) -> Tensor:
+        return self.factors.to(theta.device, theta.dtype) * self.inner.loss(theta, step)
+
+    def metrics(self, theta: Tensor) -> dict[str, Tensor]:
+        return self.inner.metrics(theta)
+
+
 class Problem:
     """A family of optimizees, with the paper's optimizer and meta-training setup for it."""
 
