@@ -346,3 +346,19 @@ def test_meta_training_step_with_one_lstm_per_group(shared_data_dir):
     after = trainer.optimizer.state_dict()
     assert not torch.equal(before["nets.conv.readout.weight"], after["nets.conv.readout.weight"])
     assert not torch.equal(before["nets.other.readout.weight"], after["nets.other.readout.weight"])
+
+
+def test_shipped_cifar10_optimizer_runs_on_a_convnet():
+    """pretrained:cifar10 keeps the paper's two LSTMs (convolutions, the rest), records how it was
+    made, and drives a convnet without blowing up."""
+    from l2l.checkpoint import load_optimizer
+
+    optimizer = load_optimizer("pretrained:cifar10")
+    assert optimizer.groups == ("conv", "other")
+    provenance = optimizer.provenance
+    assert provenance["problem"] == "cifar10:labels=0-9"
+    assert provenance["training"]["imitate"] == "nag:0.0215"
+    optimizee = synthetic_optimizee(B=2, dtype=torch.float32)
+    losses, theta = run(optimizee, optimizer, 10)
+    assert torch.isfinite(losses).all() and torch.isfinite(theta).all()
+    assert not torch.equal(theta, optimizee.theta0)
