@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FIGURE ?= fig4-left
 
-.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer
+.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer cifar10-optimizer
 
 setup:
 	bash scripts/setup.sh
@@ -31,6 +31,16 @@ mnist-optimizer: setup
 	$(PY) -m l2l train mnist --horizon 200 --epochs 900 --out $(RUNS)/mnist_stage1
 	$(PY) -m l2l train mnist --init lstm:$(RUNS)/mnist_stage1/best.pt --horizon 200 --unroll 50 \
 		--epochs 300 --meta-lr 1e-3 --out $(RUNS)/mnist
+
+# pretrained:cifar10 from scratch (l2l/pretrained/README.md): an LSTM with Adam's moments among its
+# inputs first imitates NAG's steps, then is meta-trained with that imitation kept in its meta-loss
+cifar10-optimizer: setup
+	$(PY) -m l2l train cifar10 --adam-inputs --imitate nag:0.0215 --imitate-epochs 40 --imitate-lr 3e-3 \
+		--epochs 0 --horizon 200 --validation-size 2 --out $(RUNS)/cifar10_imitate
+	$(PY) -m l2l train cifar10 --init lstm:$(RUNS)/cifar10_imitate/best.pt --imitate nag:0.0215 \
+		--imitate-epochs 0 --imitate-weight 1 --objective log_loss --horizon 200 --meta-lr 3e-3 \
+		--lr-schedule cosine --epochs 200 --validate-every 20 --validation-size 4 \
+		--select-by final_loss --out $(RUNS)/cifar10
 
 bench: setup
 	$(PY) -m l2l bench --json benchmarks/latest.json
