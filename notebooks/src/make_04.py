@@ -1,8 +1,8 @@
 """Writes notebooks/04_cifar.ipynb (unexecuted); `python notebooks/execute.py 04` runs it.
 
-Not generated yet: the notebook needs the shipped CIFAR optimizers (pretrained:cifar10, cifar5,
-cifar5_sub, cifar2, cifar2_sub) that issue 5 asks for, and none beats NAG yet
-(experiments/README.md). Run this script once they exist.
+Not generated yet: the notebook needs all five shipped CIFAR optimizers (pretrained:cifar10, cifar5,
+cifar5_sub, cifar2, cifar2_sub) that issue 5 asks for; only pretrained:cifar10 exists so far
+(l2l/pretrained/README.md). Run this script once they all do.
 """
 import sys
 from pathlib import Path
