@@ -5,9 +5,13 @@
 Output of ``neural_art:style=vangogh_night_cafe,size=128 val 20 0 pretrained:neural_art adam``:
 ``results/neural_art_s9_percrop128_val.txt`` (and of ``… test 20 7 …``: ``…_test7.txt``).
 """
-import sys, torch
+import sys
+
+import torch
+
 from l2l.evaluate import make_optimizer, rollout_batched
 from l2l.problems import make_problem
+
 torch.set_num_threads(1)
 spec, split, runs, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 problem = make_problem(spec)
