@@ -162,8 +162,9 @@ def _tune(args) -> int:
     runs = args.runs or problem.tune_runs
     command = "python -m l2l " + shlex.join(args.argv)
     for name in names:
-        lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs,
-                                        seed=args.seed, progress=not args.quiet,
+        lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs, grid=args.grid,
+                                        refine=args.refine, seed=args.seed,
+                                        progress=not args.quiet,
                                         device=_device(args.device))
         cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
         print(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
@@ -174,6 +175,19 @@ def _tune(args) -> int:
     if args.store:
         print(f"stored in {args.store_path or tuned.STORE}")
     return 0
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """A ``--grid`` value: positive rates separated by commas, in increasing order."""
+    try:
+        rates = tuple(sorted(float(r) for r in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of rates; write them comma-separated, e.g. 0.01,0.0215,0.0464"
+        ) from None
+    if not rates or rates[0] <= 0:
+        raise argparse.ArgumentTypeError(f"rates must be positive, got {text!r}")
+    return rates
 
 
 def _device(name):
@@ -303,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sgd, rmsprop, adam or nag (default: all four)")
     tu.add_argument("--runs", type=int, help="validation optimizees (default: the problem's)")
     tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--grid", type=_rates, metavar="R1,R2,…",
+                    help="rates to try, comma-separated (default: the problem's grid, 1e-4 … 10)")
+    tu.add_argument("--refine", type=int, metavar="K",
+                    help="then 2K+1 rates between the best one's neighbours (default: the "
+                         "problem's; 0: none)")
     tu.add_argument("--tune-batch", type=int,
                     help="functions per rollout, rates × optimizees (default: the problem's)")
     tu.add_argument("--device", help="where to run: cpu (default), cuda …")

@@ -88,3 +88,18 @@ def test_cli_tune_stores_rates(tmp_path, capsys):
     entry = json.loads(store.read_text())[make_problem("quadratic:dim=3").spec()]["sgd"]["5"]
     assert entry["runs"] == 4 and entry["provenance"]["command"].startswith("python -m l2l tune")
     assert main(["train", "quadratic", "--device", "cuda:7", "--out", str(tmp_path / "r")]) == 2
+
+
+def test_cli_tune_grid_tries_exactly_the_given_rates(tmp_path, capsys):
+    from l2l.cli import main
+
+    store = tmp_path / "rates.json"
+    assert main(["tune", "quadratic:dim=3", "--steps", "5", "--runs", "2", "--optimizer", "sgd",
+                 "--grid", "0.1,0.01", "--refine", "0", "--store", "--store-path", str(store),
+                 "--quiet"]) == 0
+    entry = json.loads(store.read_text())[make_problem("quadratic:dim=3").spec()]["sgd"]["5"]
+    assert sorted(float(r) for r in entry["scores"]) == [0.01, 0.1]
+    assert entry["lr"] in (0.01, 0.1)
+    with pytest.raises(SystemExit):
+        main(["tune", "quadratic", "--steps", "5", "--grid", "0.1,-1"])
+    assert "rates must be positive" in capsys.readouterr().err
