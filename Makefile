@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FIGURE ?= fig4-left
 
-.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer cifar10-optimizer
+.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer cifar10-optimizer \
+	cifar-subset-optimizers
 
 setup:
 	bash scripts/setup.sh
@@ -41,6 +42,17 @@ cifar10-optimizer: setup
 		--imitate-epochs 0 --imitate-weight 1 --objective log_loss --horizon 200 --meta-lr 3e-3 \
 		--lr-schedule cosine --epochs 200 --validate-every 20 --validation-size 4 \
 		--select-by final_loss --out $(RUNS)/cifar10
+
+# pretrained:cifar5, cifar5_sub, cifar2, cifar2_sub: the same two stages in one command each
+# (imitation first, then meta-training); the LSTM-sub ones see only the labels they are not tested on
+CIFAR_RECIPE = --adam-inputs --imitate nag:0.0215 --imitate-epochs 40 --imitate-lr 3e-3 \
+	--imitate-weight 1 --objective log_loss --horizon 200 --meta-lr 3e-3 --lr-schedule cosine \
+	--validate-every 20 --validation-size 4 --select-by final_loss
+cifar-subset-optimizers: setup
+	$(PY) -m l2l train cifar10:labels=0-4 $(CIFAR_RECIPE) --epochs 200 --out $(RUNS)/cifar5
+	$(PY) -m l2l train cifar10:labels=5-9 $(CIFAR_RECIPE) --epochs 100 --out $(RUNS)/cifar5_sub
+	$(PY) -m l2l train cifar10:labels=0-1 $(CIFAR_RECIPE) --epochs 200 --out $(RUNS)/cifar2
+	$(PY) -m l2l train cifar10:labels=2-9 $(CIFAR_RECIPE) --epochs 100 --out $(RUNS)/cifar2_sub
 
 bench: setup
 	$(PY) -m l2l bench --json benchmarks/latest.json

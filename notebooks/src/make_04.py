@@ -107,19 +107,21 @@ minibatches). Each baseline's learning rate was tuned for these 1000 steps on va
 with the command that tuned it; the other hyperparameters are Torch7's defaults, as in the
 paper."""),
 code("""def compare(panel):
+    \"\"\"The panel's curves, each optimizer's stored in results/ on its own.\"\"\"
     spec, specs = PANELS[panel]
     baselines = ["sgd", "rmsprop", "adam", "nag"]
     if QUICK:  # a quick look: fixed rates near the tuned ones, no tuning
         baselines = ["sgd:0.5", "rmsprop:0.02", "adam:0.01", "nag:0.05"]
-    go = lambda optimizers: l2l.evaluate(spec, optimizers, steps=STEPS, runs=RUNS, seed=SEED,
-                                         progress=False)
     key = panel.lower().replace("-", "")
     curves = []
-    for s in specs:
-        (curve,) = cached_curves(stored(f"fig7_{key}_{s.split(':')[1]}"), lambda: go([learned[s]]), RECOMPUTE)
-        curve.name = short(s)
+    for s in specs + baselines:
+        go = lambda: l2l.evaluate(spec, [learned.get(s, s)], steps=STEPS, runs=RUNS, seed=SEED,
+                                  progress=False)
+        (curve,) = cached_curves(stored(f"fig7_{key}_{s.split(':')[-1]}"), go, RECOMPUTE)
+        if s in learned:
+            curve.name = short(s)
         curves.append(curve)
-    return curves + cached_curves(stored(f"fig7_{key}_baselines"), lambda: go(baselines), RECOMPUTE)
+    return curves
 
 figure = {panel: compare(panel) for panel in PANELS}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
