@@ -348,15 +348,20 @@ def test_meta_training_step_with_one_lstm_per_group(shared_data_dir):
     assert not torch.equal(before["nets.other.readout.weight"], after["nets.other.readout.weight"])
 
 
-def test_shipped_cifar10_optimizer_runs_on_a_convnet():
-    """pretrained:cifar10 keeps the paper's two LSTMs (convolutions, the rest), records how it was
+@pytest.mark.parametrize("name, labels", [
+    ("cifar10", "0-9"), ("cifar5", "0-4"), ("cifar5_sub", "5-9"), ("cifar2", "0-1"),
+    ("cifar2_sub", "2-9"),
+])
+def test_shipped_cifar_optimizers_run_on_a_convnet(name, labels):
+    """Every shipped CIFAR optimizer keeps the paper's two LSTMs (convolutions, the rest), was
+    meta-trained on the labels it claims (LSTM-sub: none of its test labels), records how it was
     made, and drives a convnet without blowing up."""
     from l2l.checkpoint import load_optimizer
 
-    optimizer = load_optimizer("pretrained:cifar10")
+    optimizer = load_optimizer(f"pretrained:{name}")
     assert optimizer.groups == ("conv", "other")
     provenance = optimizer.provenance
-    assert provenance["problem"] == "cifar10:labels=0-9"
+    assert provenance["problem"] == f"cifar10:labels={labels}"
     assert provenance["training"]["imitate"] == "nag:0.0215"
     optimizee = synthetic_optimizee(B=2, dtype=torch.float32)
     losses, theta = run(optimizee, optimizer, 10)
