@@ -103,9 +103,11 @@ if logs:
 md("""## Figure 7: loss per step
 Every optimizer trains the same `RUNS` test networks of each panel (same initial weights, same
 minibatches). Each baseline's learning rate was tuned for these 1000 steps on validation networks
-(log grid 1e-4…10, refined around the best) and is stored in `l2l/pretrained/tuned_rates.json`
-with the command that tuned it; the other hyperparameters are Torch7's defaults, as in the
-paper."""),
+of the full training set and is stored in `l2l/pretrained/tuned_rates.json` with the command that
+tuned it: for CIFAR-10 a log grid 1e-4…10 refined around the best (3 networks per rate); for
+CIFAR-5 and CIFAR-2 three to five rates around the CIFAR-10 optimum, widened while the best was at
+an edge (2 networks per rate, `experiments/results/cifar52_s10_tuning.txt`). The other
+hyperparameters are Torch7's defaults, as in the paper."""),
 code("""def compare(panel):
     \"\"\"The panel's curves, each optimizer's stored in results/ on its own.\"\"\"
     spec, specs = PANELS[panel]
