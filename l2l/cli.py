@@ -29,6 +29,9 @@ def _apply_to_init(optimizer, args) -> None:
     if args.adam_inputs and not optimizer.adam_inputs:
         raise ValueError(f"--adam-inputs does not fit --init {args.init}, which was trained "
                          "without them")
+    if args.rms_output and not optimizer.rms_output:
+        raise ValueError(f"--rms-output does not fit --init {args.init}, which was trained "
+                         "without it")
     if args.single_lstm and optimizer.groups is not None:
         raise ValueError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
                          f"parameter group {list(optimizer.groups)}")
@@ -63,6 +66,11 @@ def _train(args) -> int:
         options.pop("groups", None)
     if args.adam_inputs:
         options["adam_inputs"] = True
+    if args.rms_output:
+        if not args.adam_inputs:
+            raise ValueError("--rms-output needs --adam-inputs (it scales steps by Adam's second "
+                             "moment); add --adam-inputs")
+        options["rms_output"] = True
     import torch
 
     torch.manual_seed(config.seed)
@@ -259,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--adam-inputs", action="store_true",
                        help="also feed the LSTM Adam's normalised moments (not in the paper; "
                             "see LSTMOptimizer)")
+    train.add_argument("--rms-output", action="store_true",
+                       help="multiply the LSTM's steps by the gradient's running RMS, so they "
+                            "shrink with the gradient as NAG's do (needs --adam-inputs; not in "
+                            "the paper; see LSTMOptimizer)")
     train.add_argument("--single-lstm", action="store_true",
                        help="one LSTM for every coordinate, also where the paper uses one per "
                             "parameter group (CIFAR)")

@@ -172,3 +172,24 @@ def test_adam_inputs_are_adams_normalised_moments():
         assert update.shape == (2, 5) and len(state) == 3 + 4
         torch.testing.assert_close(state[0].double(), moments[0], rtol=1e-5, atol=0)
         state = tuple(x.double() for x in state)
+
+
+def test_rms_output_steps_are_the_lstm_output_times_the_gradients_running_rms():
+    """rms_output multiplies each step by √v̂: the same LSTM output, scaled by Adam's second
+    moment, so that steps shrink with the gradient (as NAG's do) instead of staying bounded."""
+    torch.manual_seed(3)
+    plain = LSTMOptimizer(hidden_size=8, adam_inputs=True, output_scale=0.1)
+    scaled = LSTMOptimizer(hidden_size=8, adam_inputs=True, rms_output=True, output_scale=0.1)
+    scaled.load_state_dict(plain.state_dict())
+    assert scaled.config()["rms_output"] and "rms_output" not in plain.config()
+    theta = torch.zeros(2, 6)
+    state_p, state_s = plain.init_state(theta), scaled.init_state(theta)
+    v = torch.zeros(2, 6)
+    for t in range(1, 4):
+        grad = torch.randn(2, 6) * 10.0 ** -t
+        v = 0.999 * v + 0.001 * grad * grad
+        step_p, state_p = plain(grad, state_p)
+        step_s, state_s = scaled(grad, state_s)
+        torch.testing.assert_close(step_s, step_p * (v / (1 - 0.999 ** t)).sqrt())
+    with pytest.raises(ValueError, match="adam_inputs"):
+        LSTMOptimizer(rms_output=True)

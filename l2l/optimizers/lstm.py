@@ -191,6 +191,11 @@ class LSTMOptimizer(Optimizer):
             ∇/(√v̂ + ε) (β1 0.9, β2 0.999, ε 1e-8), beside the encoded gradient: 4 inputs instead
             of 2. Not in the paper: relative inputs of this kind are what RNNprop (Lv et al.
             2017) and Chen et al. (2020) found to fix the paper's weak late phase. Off by default.
+        rms_output: multiply each coordinate's step by its gradient's running RMS, √v̂ (needs
+            ``adam_inputs``): update = output_scale · out · √v̂. The LSTM's output is bounded, so
+            without this its steps cannot shrink with the gradient as SGD's and NAG's do late in
+            training; with it, momentum SGD is one linear readout of the m̂/(√v̂ + ε) input. Not in
+            the paper. Off by default.
         groups: None for one LSTM over every coordinate (the paper, except on CIFAR), or names of
             parameter groups, each with its own LSTM (CIFAR's ``("conv", "other")``, Section 3.3).
             The optimizee says which coordinates form each group
@@ -220,11 +225,15 @@ class LSTMOptimizer(Optimizer):
         groups=None,
         engine: str | None = None,
         adam_inputs: bool = False,
+        rms_output: bool = False,
     ):
         super().__init__()
+        if rms_output and not adam_inputs:
+            raise ValueError("rms_output scales steps by Adam's second moment, which only "
+                             "adam_inputs=True keeps; set both")
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
-        self.adam_inputs = bool(adam_inputs)
+        self.adam_inputs, self.rms_output = bool(adam_inputs), bool(rms_output)
         self.groups = tuple(groups) if groups is not None else None
         inputs = (2 if preprocess else 1) + (2 if self.adam_inputs else 0)
         if self.groups is None:
@@ -306,10 +315,13 @@ class LSTMOptimizer(Optimizer):
         return extra.view(*grad.shape, 2), (m, v, t)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
-        extra, adam_state = None, ()
+        extra, adam_state, scale = None, (), self.output_scale
         if self.adam_inputs:
             extra, adam_state = self.moments(grad, state[:3])
             state = state[3:]
+            if self.rms_output:
+                _, v, t = adam_state
+                scale = scale * (v / (1 - self.BETAS[1] ** t)).sqrt().view_as(grad)
 
         def inputs(index=None):
             g, e = (grad, extra) if index is None else (
@@ -319,7 +331,7 @@ class LSTMOptimizer(Optimizer):
 
         if self.groups is None:
             out, state = self.net(inputs(), state)
-            return self.output_scale * out.view_as(grad), adam_state + tuple(state)
+            return scale * out.view_as(grad), adam_state + tuple(state)
         width = 1 + 2 * self.num_layers
         update, new_state = torch.zeros_like(grad), []
         for k, g in enumerate(self.groups):
@@ -327,7 +339,7 @@ class LSTMOptimizer(Optimizer):
             out, group_state = self.nets[g](inputs(index), group_state)
             update = update.index_copy(1, index, out.view(grad.shape[0], -1))
             new_state += [index, *group_state]
-        return self.output_scale * update, adam_state + tuple(new_state)
+        return scale * update, adam_state + tuple(new_state)
 
     def config(self) -> dict:
         config = {
@@ -341,4 +353,6 @@ class LSTMOptimizer(Optimizer):
             config["groups"] = list(self.groups)
         if self.adam_inputs:  # only where set, so that earlier checkpoints' configs stay as they were
             config["adam_inputs"] = True
+        if self.rms_output:
+            config["rms_output"] = True
         return config
