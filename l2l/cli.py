@@ -66,10 +66,7 @@ def _train(args) -> int:
         options.pop("groups", None)
     if args.adam_inputs:
         options["adam_inputs"] = True
-    if args.rms_output:
-        if not args.adam_inputs:
-            raise ValueError("--rms-output needs --adam-inputs (it scales steps by Adam's second "
-                             "moment); add --adam-inputs")
+    if args.rms_output:  # LSTMOptimizer says so if --adam-inputs is missing
         options["rms_output"] = True
     import torch
 

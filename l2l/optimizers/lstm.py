@@ -229,8 +229,8 @@ class LSTMOptimizer(Optimizer):
     ):
         super().__init__()
         if rms_output and not adam_inputs:
-            raise ValueError("rms_output scales steps by Adam's second moment, which only "
-                             "adam_inputs=True keeps; set both")
+            raise ValueError("rms_output (--rms-output) scales steps by Adam's second moment, "
+                             "which only adam_inputs (--adam-inputs) keeps; set both")
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
         self.adam_inputs, self.rms_output = bool(adam_inputs), bool(rms_output)
@@ -310,9 +310,13 @@ class LSTMOptimizer(Optimizer):
         t = t + 1
         m = b1 * m + (1 - b1) * flat
         v = b2 * v + (1 - b2) * flat * flat
-        denom = (v / (1 - b2 ** t)).sqrt() + self.EPS
+        denom = self._rms(v, t) + self.EPS
         extra = torch.stack((m / (1 - b1 ** t) / denom, flat / denom), dim=-1)
         return extra.view(*grad.shape, 2), (m, v, t)
+
+    def _rms(self, v: Tensor, t: Tensor) -> Tensor:
+        """The gradient's running RMS √v̂ (Adam's bias-corrected second moment)."""
+        return (v / (1 - self.BETAS[1] ** t)).sqrt()
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
         extra, adam_state, scale = None, (), self.output_scale
@@ -320,8 +324,7 @@ class LSTMOptimizer(Optimizer):
             extra, adam_state = self.moments(grad, state[:3])
             state = state[3:]
             if self.rms_output:
-                _, v, t = adam_state
-                scale = scale * (v / (1 - self.BETAS[1] ** t)).sqrt().view_as(grad)
+                scale = scale * self._rms(*adam_state[1:]).view_as(grad)
 
         def inputs(index=None):
             g, e = (grad, extra) if index is None else (
