@@ -32,6 +32,9 @@ def _apply_to_init(optimizer, args) -> None:
     if args.rms_output and not optimizer.rms_output:
         raise ValueError(f"--rms-output does not fit --init {args.init}, which was trained "
                          "without it")
+    if args.scale_free and not optimizer.scale_free:
+        raise ValueError(f"--scale-free does not fit --init {args.init}, which was trained "
+                         "with the encoded gradient among its inputs")
     if args.single_lstm and optimizer.groups is not None:
         raise ValueError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
                          f"parameter group {list(optimizer.groups)}")
@@ -68,6 +71,8 @@ def _train(args) -> int:
         options["adam_inputs"] = True
     if args.rms_output:  # LSTMOptimizer says so if --adam-inputs is missing
         options["rms_output"] = True
+    if args.scale_free:
+        options["scale_free"] = True
     import torch
 
     torch.manual_seed(config.seed)
@@ -268,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multiply the LSTM's steps by the gradient's running RMS, so they "
                             "shrink with the gradient as NAG's do (needs --adam-inputs; not in "
                             "the paper; see LSTMOptimizer)")
+    train.add_argument("--scale-free", action="store_true",
+                       help="feed the LSTM Adam's normalised moments only, not the encoded "
+                            "gradient, so it takes the same steps on f and c·f (RNNprop's "
+                            "inputs; needs --adam-inputs; not in the paper; see LSTMOptimizer)")
     train.add_argument("--single-lstm", action="store_true",
                        help="one LSTM for every coordinate, also where the paper uses one per "
                             "parameter group (CIFAR)")

@@ -193,3 +193,26 @@ def test_rms_output_steps_are_the_lstm_output_times_the_gradients_running_rms():
         torch.testing.assert_close(step_s, step_p * (v / (1 - 0.999 ** t)).sqrt())
     with pytest.raises(ValueError, match="adam_inputs"):
         LSTMOptimizer(rms_output=True)
+
+
+def test_scale_free_optimizer_takes_the_same_steps_on_f_and_on_c_times_f():
+    """scale_free leaves only ratios to the gradient's running RMS as inputs: gradients scaled by
+    c give the same steps (an encoded-gradient LSTM's steps change), and only 2 inputs remain."""
+    torch.manual_seed(4)
+    free = LSTMOptimizer(hidden_size=8, adam_inputs=True, scale_free=True)
+    encoded = LSTMOptimizer(hidden_size=8, adam_inputs=True)
+    assert free.net.input_size == 2 and encoded.net.input_size == 4
+    assert free.config()["scale_free"] and "scale_free" not in encoded.config()
+    grads = [torch.randn(3, 7) * 1e-3 for _ in range(4)]
+    for opt, same in ((free, True), (encoded, False)):
+        steps = {}
+        for c in (1.0, 4.0):
+            state, steps[c] = opt.init_state(torch.zeros(3, 7)), []
+            for grad in grads:
+                step, state = opt(c * grad, state)
+                steps[c].append(step)
+        close = all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(steps[1.0], steps[4.0]))
+        assert close == same
+    assert LSTMOptimizer(**free.config()).net.input_size == 2
+    with pytest.raises(ValueError, match="adam_inputs"):
+        LSTMOptimizer(scale_free=True)

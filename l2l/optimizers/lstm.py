@@ -196,6 +196,12 @@ class LSTMOptimizer(Optimizer):
             without this its steps cannot shrink with the gradient as SGD's and NAG's do late in
             training; with it, momentum SGD is one linear readout of the m̂/(√v̂ + ε) input. Not in
             the paper. Off by default.
+        scale_free: feed the LSTM Adam's normalised moments only, not the encoded gradient
+            (needs ``adam_inputs``): the inputs of RNNprop (Lv et al. 2017). Every input is then a
+            ratio to the gradient's running RMS, so the optimizer takes the same steps on f and
+            on c·f for any c > 0 (up to ε) — for instance at a resolution whose per-pixel
+            gradients are 4× smaller than those it was meta-trained on. Not in the paper. Off by
+            default.
         groups: None for one LSTM over every coordinate (the paper, except on CIFAR), or names of
             parameter groups, each with its own LSTM (CIFAR's ``("conv", "other")``, Section 3.3).
             The optimizee says which coordinates form each group
@@ -226,16 +232,22 @@ class LSTMOptimizer(Optimizer):
         engine: str | None = None,
         adam_inputs: bool = False,
         rms_output: bool = False,
+        scale_free: bool = False,
     ):
         super().__init__()
         if rms_output and not adam_inputs:
             raise ValueError("rms_output (--rms-output) scales steps by Adam's second moment, "
                              "which only adam_inputs (--adam-inputs) keeps; set both")
+        if scale_free and not adam_inputs:
+            raise ValueError("scale_free (--scale-free) leaves the LSTM Adam's normalised "
+                             "moments as its only inputs, which only adam_inputs "
+                             "(--adam-inputs) computes; set both")
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
         self.adam_inputs, self.rms_output = bool(adam_inputs), bool(rms_output)
+        self.scale_free = bool(scale_free)
         self.groups = tuple(groups) if groups is not None else None
-        inputs = (2 if preprocess else 1) + (2 if self.adam_inputs else 0)
+        inputs = (0 if self.scale_free else 2 if preprocess else 1) + (2 if self.adam_inputs else 0)
         if self.groups is None:
             self.net = CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
         else:
@@ -329,6 +341,8 @@ class LSTMOptimizer(Optimizer):
         def inputs(index=None):
             g, e = (grad, extra) if index is None else (
                 grad[:, index], None if extra is None else extra[:, index])
+            if self.scale_free:
+                return e.reshape(-1, 2)
             x = self.encode(g)
             return x if e is None else torch.cat((x, e.reshape(-1, 2)), dim=1)
 
@@ -358,4 +372,6 @@ class LSTMOptimizer(Optimizer):
             config["adam_inputs"] = True
         if self.rms_output:
             config["rms_output"] = True
+        if self.scale_free:
+            config["scale_free"] = True
         return config
