@@ -180,6 +180,16 @@ LSTM's 0.493; step 128: 0.484 against 0.491; at step 20 the LSTM leads, 0.549 ag
 0.681). On the new style the LSTM is clearly faster for the first few dozen steps and ties with
 tuned Adam by step 100: the paper's margin there is not reproduced.
 
+**All 100 test photos.** A check of 20 photos is a draw from the 100 test photos, with
+replacement. Run on every one of them (`python experiments/neural_art_check_odds.py SPEC
+l2l/pretrained/neural_art.pt`, not run here: about half an hour), the LSTM's mean is the lowest at steps
+32, 64 and 128 in both settings — at 128×128 0.475 / 0.465 / 0.460 against Adam's 0.922 / 0.519 /
+0.464 and RMSprop's 0.551 / 0.511 / 0.493; at 64×64 0.569 / 0.560 / 0.554 against Adam's 0.783 /
+0.610 / 0.563 and RMSprop's 0.635 / 0.596 / 0.575 — but by under 2% at step 128. Looking up the
+photos that seeds 0–999 would draw, the LSTM is lowest at all three steps for 708 of the 1000
+draws at 64×64, 773 at 128×128 and 582 in both: seed 7 at 128×128 is one of the draws where
+Adam edges ahead.
+
 **Why the lead is thin late.** The learned optimizer does not just slow down; it stops. On the
 8 validation photos its loss at step 128 was already 0.477 at epoch 200 of meta-training and never
 went below 0.475 after that (only the early steps improved), and run on to 256 steps it stays. Adam at a small
