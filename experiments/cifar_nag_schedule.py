@@ -39,8 +39,8 @@ class ScheduledNAG(NAG):
         frac = float(t) / STEPS
         scale = {"const": 1.0, "cos": 0.5 * (1 + math.cos(math.pi * frac)), "lin": 1 - frac,
                  "step": 1.0 if frac < 0.7 else 0.1}[self.kind]
-        velocity = self.momentum * velocity + grad
-        return -self.lr * scale * (grad + self.momentum * velocity), (velocity, t + 1)
+        update, (velocity,) = super().forward(grad, (velocity,))
+        return scale * update, (velocity, t + 1)
 
 
 problem = make_problem(sys.argv[1])

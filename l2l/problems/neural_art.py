@@ -405,9 +405,13 @@ class NeuralArt(Problem):
         return load_content(self.content, self.size, self.data_dir or None)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> NeuralArtOptimizee:
-        crops = self.content_images()
-        index = torch.randint(len(crops), (batch_size,), generator=generator)
-        content = crops[index].float() / 255.0
+        index = torch.randint(len(self.content_images()), (batch_size,), generator=generator)
+        return self.optimizee(index, generator)
+
+    def optimizee(self, index: Tensor, generator: torch.Generator) -> NeuralArtOptimizee:
+        """Optimizees on the chosen crops ``index`` ``[B]`` of the split (θ0's noise drawn from
+        ``generator``); :meth:`sample` draws the crops at random."""
+        content = self.content_images()[index].float() / 255.0
         noise = self.init_std * torch.randn(content.shape, generator=generator)
         theta0 = (content if self.init == "content" else torch.full_like(content, 0.5)) + noise
         network = self.network()
