@@ -6,6 +6,8 @@
                                                  # the same on 20 test crops of seed 7 at 128 px (session 7)
     python experiments/neural_art_probes.py scale        # the LSTM's updates multiplied by a schedule
     python experiments/neural_art_probes.py noise        # init=noise (Gatys' white-noise start)
+    python experiments/neural_art_probes.py handover     # the LSTM for k steps, then Adam with the
+                                                 # moments it gathered along the way (session 13)
 
 Output of each: ``results/neural_art_probes.txt``.
 """
@@ -98,6 +100,42 @@ class Scaled(torch.nn.Module):
         return update * self.schedule(self.t - 1), state
 
 
+class Handover(torch.nn.Module):
+    """The LSTM's steps for the first k, Adam's after; Adam's moments follow from step 0."""
+
+    def __init__(self, student, teacher, k):
+        super().__init__()
+        self.student, self.teacher, self.k, self.t = student, teacher, k, 0
+
+    def init_state(self, theta, groups=None):
+        self.t = 0
+        return (self.student.init_state(theta, groups=groups),
+                self.teacher.init_state(theta, groups=groups))
+
+    def forward(self, grad, state):
+        update, mine = self.student(grad, state[0])
+        step, theirs = self.teacher(grad, state[1])
+        self.t += 1
+        return (update if self.t <= self.k else step), (mine, theirs)
+
+
+def handover():
+    """The LSTM for k steps, then Adam (its tuned rate) from the moments gathered on the way, on
+    the 20 validation crops of ``neural_art_validation.py`` in both settings."""
+    from l2l.evaluate import make_optimizer
+
+    for spec in ("neural_art", "neural_art:style=vangogh_night_cafe,size=128"):
+        problem = make_problem(spec)
+        _, adam, lr = make_optimizer("adam", problem, STEPS)
+        print(f"== {spec} (Adam {lr})", flush=True)
+        for k in (0, 16, 32, 48, 64, 96, STEPS):
+            optimizer = Handover(lstm, adam, k)
+            with torch.no_grad():
+                losses, _ = rollout_batched(problem, optimizer, STEPS, 20, 0, split="val",
+                                            metrics=False)
+            show(f"lstm x{k}, then adam", losses.mean(1).tolist())
+
+
 def scale():
     problem = make_problem("neural_art")
     for name, schedule in (("x1", lambda t: 1.0), ("x0.5 after 48", lambda t: 1 if t < 48 else 0.5),
@@ -120,5 +158,6 @@ def noise():
 
 
 if __name__ == "__main__":
-    {"magnitudes": magnitudes, "switch": switch, "scale": scale, "noise": noise}[sys.argv[1]](
+    {"magnitudes": magnitudes, "switch": switch, "scale": scale, "noise": noise,
+     "handover": handover}[sys.argv[1]](
         *sys.argv[2:])
