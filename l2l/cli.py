@@ -56,6 +56,8 @@ def _train(args) -> int:
             config[key] = getattr(args, key)
     if args.second_order:
         config["second_order"] = True
+    if args.scale_down:
+        config["scale_down"] = True
     if args.imitate_weight:
         if not args.imitate:
             raise ValueError("--imitate-weight needs --imitate TEACHER, the optimizer to imitate")
@@ -297,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--random-scale", type=float, metavar="R",
                        help="multiply each training function by a factor drawn log-uniformly "
                             "from [1/R, R] (random scaling, Lv et al. 2017; not in the paper)")
+    train.add_argument("--scale-down", action="store_true",
+                       help="draw --random-scale's factors from [1/R, 1] only, so training only "
+                            "shrinks f and its gradient (not in the paper)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")

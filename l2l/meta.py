@@ -84,6 +84,10 @@ class MetaConfig:
             from [1/R, R] (random scaling, Lv et al. 2017; not in the paper; see
             :class:`~l2l.problems.base.Scaled`); 1: the functions as they are. Validation
             optimizees are never scaled.
+        scale_down: draw random scaling's factors from [1/R, 1] instead, so that training only
+            ever shrinks f and its gradient (for optimizers that meet functions whose gradients
+            are smaller than in training, e.g. neural art at a higher resolution; not in the
+            paper).
     """
 
     epochs: int = 1000
@@ -102,6 +106,7 @@ class MetaConfig:
     imitate: str | None = None
     imitate_weight: float = 0.0
     random_scale: float = 1.0
+    scale_down: bool = False
 
     def __post_init__(self):
         if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
@@ -121,15 +126,21 @@ class MetaConfig:
                              f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
         if not self.random_scale >= 1:
             raise ValueError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
+        if self.scale_down and self.random_scale == 1:
+            raise ValueError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
+                             "random_scale R > 1")
 
 
-def scale_factors(seed: int, epoch: int, batch_size: int, spread: float) -> Tensor:
-    """Random scaling's factors for one epoch: ``[batch_size]``, log-uniform in [1/spread, spread].
+def scale_factors(seed: int, epoch: int, batch_size: int, spread: float,
+                  down: bool = False) -> Tensor:
+    """Random scaling's factors for one epoch: ``[batch_size]``, log-uniform in [1/spread, spread]
+    (``down``: in [1/spread, 1]).
 
     Drawn from a stream of their own, so the optimizees sampled are the same with or without
     scaling, and a resumed run draws the same factors."""
     draw = torch.Generator().manual_seed(seed_for(seed, "train", epoch) ^ SCALE_STREAM)
-    u = 2 * torch.rand(batch_size, generator=draw, dtype=torch.float64) - 1
+    u = torch.rand(batch_size, generator=draw, dtype=torch.float64)
+    u = -u if down else 2 * u - 1
     return torch.exp(u * math.log(spread)).float()
 
 
@@ -218,7 +229,7 @@ class MetaTrainer:
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
         if cfg.random_scale > 1:
             optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
-                                                        cfg.random_scale))
+                                                        cfg.random_scale, cfg.scale_down))
         theta = optimizee.theta0.to(self.device)
         runner = self.optimizer if self.shadowed is None else self.shadowed
         state = runner.init_state(theta, groups=optimizee.coordinate_groups())

@@ -25,6 +25,7 @@ def run(capsys, *argv):
     (["evaluate", "quadratic", "--optimizer", "lstm:/no/such.pt"], "does not exist"),
     (["reproduce", "fig99"], "unknown figure 'fig99'; known: fig4-left"),
     (["train", "quadratic", "--horizon", "50", "--unroll", "20"], "multiple of unroll"),
+    (["train", "quadratic", "--scale-down"], "needs random_scale R > 1"),
 ])
 def test_bad_input_gives_one_line_errors(capsys, argv, message):
     code, _, err = run(capsys, *argv)
@@ -92,9 +93,10 @@ def test_second_stage_starts_from_a_trained_optimizer(capsys, tmp_path):
               "--validate-every", "1", "--validation-size", "2", "--quiet"]
     assert run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "a"), *common)[0] == 0
     code, _, _ = run(capsys, "train", "quadratic:dim=2", "--init", f"lstm:{tmp_path / 'a'}",
-                     "--out", str(tmp_path / "b"), *common)
+                     "--random-scale", "8", "--scale-down", "--out", str(tmp_path / "b"), *common)
     assert code == 0
     record = load_optimizer(tmp_path / "b").provenance
+    assert record["training"]["random_scale"] == 8 and record["training"]["scale_down"] is True
     assert record["init"]["from"] == f"lstm:{tmp_path / 'a'}"
     assert record["init"]["provenance"]["problem"].startswith("quadratic:dim=2")
 

@@ -214,6 +214,8 @@ def test_random_scaling_multiplies_each_function_by_its_own_factor():
     assert torch.equal(factors, scale_factors(0, 3, 64, 4.0))  # a resumed run draws the same
     assert not torch.equal(factors, scale_factors(0, 4, 64, 4.0))
     assert torch.equal(scale_factors(0, 3, 5, 1.0), torch.ones(5))
+    down = scale_factors(0, 3, 64, 4.0, down=True)  # --scale-down: [1/R, 1], spread over it
+    assert down.min() >= 0.25 and down.max() <= 1.0 and down.min() < 0.4 and down.max() > 0.7
 
     optimizee = Quadratic(dim=3).sample(2, generator(0, "train"))
     scaled = Scaled(optimizee, torch.tensor([2.0, 0.5]))
@@ -228,5 +230,7 @@ def test_random_scaling_multiplies_each_function_by_its_own_factor():
         Scaled(optimizee, torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="random_scale"):
         _config(random_scale=0.5)
+    with pytest.raises(ValueError, match="needs random_scale"):
+        _config(scale_down=True)
     trainer = MetaTrainer("quadratic", config=_config(random_scale=4.0, epochs=1), progress=False)
     assert torch.isfinite(torch.tensor(trainer.train_epoch(0)))
