@@ -4,11 +4,12 @@
     python experiments/neural_art_train_crops.py report           # the table and correlations
     python experiments/neural_art_train_crops.py hard-tame OPT... # 12 hard (f0 > 10) vs 12 tame crops
 
-``run`` rolls ``pretrained:neural_art`` and Adam (its tuned rate) out for 128 steps on 96
-training crops (drawn with seed 99; part PART of PARTS of them, so that two processes can share
-the work) and stores the losses in ``$CACHE/traincrops_PART.pt``; ``report`` reads every part,
-prints the losses at steps 32 / 64 / 128, the crops where Adam gains most at step 128, and how
-the difference goes with the RMS of the gradient at θ0. Training crops, not validation or test
+``run`` rolls the optimizers of ``$OPTIMIZERS`` (comma-separated; default
+``pretrained:neural_art,adam``, Adam at its tuned rate) out for 128 steps on 96 training crops
+(drawn with seed 99; part PART of PARTS of them, so that two processes can share the work) and
+stores the losses in ``$CACHE/traincrops_PART.pt``; ``report`` reads every part, compares the first
+optimizer of ``$OPTIMIZERS`` with the second: losses at steps 32 / 64 / 128, the crops where the
+second gains most at step 128, and how the difference goes with the RMS of the gradient at θ0. Training crops, not validation or test
 ones, so that what is learnt here can guide meta-training without choosing on held-out photos.
 Outputs: ``results/neural_art_s14_train_crops.txt``, ``results/neural_art_s14_hard_tame_train.txt``.
 """
@@ -25,7 +26,7 @@ from l2l.rollout import run
 
 torch.set_num_threads(1)
 CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_train_crops"))
-OPTIMIZERS = ("pretrained:neural_art", "adam")
+OPTIMIZERS = tuple(os.environ.get("OPTIMIZERS", "pretrained:neural_art,adam").split(","))
 problem = make_problem("neural_art").for_split("train")
 
 
@@ -35,8 +36,11 @@ def crops() -> torch.Tensor:
 
 def rollouts(part: int, parts: int) -> None:
     index = crops()[part::parts]
-    result = {"idx": index}
+    path = CACHE / f"traincrops_{part}.pt"
+    result = torch.load(path) if path.exists() else {"idx": index}  # add to the optimizers run before
     for spec in OPTIMIZERS:
+        if spec in result:
+            continue
         _, optimizer, _ = make_optimizer(spec, problem, 128)
         curves = []
         for b in range(0, len(index), 8):
@@ -45,13 +49,13 @@ def rollouts(part: int, parts: int) -> None:
             curves.append(curve.detach())
         result[spec] = torch.cat(curves, 1)
     CACHE.mkdir(parents=True, exist_ok=True)
-    torch.save(result, CACHE / f"traincrops_{part}.pt")
+    torch.save(result, path)
 
 
 def report() -> None:
     parts = [torch.load(p) for p in sorted(CACHE.glob("traincrops_*.pt"))]
     index = torch.cat([p["idx"] for p in parts])
-    lstm, adam = (torch.cat([p[s] for p in parts], 1).double() for s in OPTIMIZERS)
+    lstm, adam = (torch.cat([p[s] for p in parts], 1).double() for s in OPTIMIZERS[:2])
     for step in (32, 64, 128):
         d = lstm[step] - adam[step]
         print(f"step {step:3d}: LSTM {lstm[step].mean():.4f}  Adam {adam[step].mean():.4f}  "

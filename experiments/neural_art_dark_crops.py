@@ -1,0 +1,120 @@
+"""The training photos where Adam ends far below the LSTM: gradients small for their loss (session 15).
+
+    python experiments/neural_art_dark_crops.py ratio                 # RMS ∇f(θ0) / f(θ0), every training crop
+    python experiments/neural_art_dark_crops.py scale OPT             # the LSTM on c·f, c = 1 … 16
+    python experiments/neural_art_dark_crops.py output-scale OPT      # its steps multiplied by 1 … 3
+    python experiments/neural_art_dark_crops.py curves OPT ...        # losses of these optimizers
+    python experiments/neural_art_dark_crops.py train FRACTION SEED OUT  # fine-tune, dark photos oversampled
+
+The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
+Adam gains most at step 128 in ``neural_art_train_crops.py``. ``ratio`` stores the ratio of every
+training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``pretrained:neural_art`` with
+stage 2's recipe (R = 8 downward random scaling) while drawing FRACTION of its training photos
+from the 5% with the lowest ratio (all photos still come from the training split).
+"""
+import copy
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from l2l import checkpoint
+from l2l.evaluate import make_optimizer
+from l2l.meta import MetaConfig, MetaTrainer
+from l2l.problems import make_problem
+from l2l.problems.base import Scaled
+from l2l.rollout import run
+
+torch.set_num_threads(1)
+CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_dark_crops"))
+DARK = torch.tensor([488, 1088, 1593])
+problem = make_problem("neural_art").for_split("train")
+
+
+def show(name: str, curve: torch.Tensor) -> None:
+    print(f"{name:36s} " + " ".join(f"@{t} {curve[t].double().mean():.4f}" for t in (8, 32, 64, 128)), flush=True)
+
+
+def dark():
+    return problem.optimizee(DARK, torch.Generator().manual_seed(5))
+
+
+def ratios() -> None:
+    n, rows = len(problem.content_images()), []
+    for first in range(0, n, 64):
+        index = torch.arange(first, min(first + 64, n))
+        optimizee = problem.optimizee(index, torch.Generator().manual_seed(5))
+        theta = optimizee.theta0.clone().requires_grad_(True)
+        f = optimizee.loss(theta, 0)
+        grad, = torch.autograd.grad(f.sum(), theta)
+        rows.append(torch.stack([index.double(), f.detach().double(), grad.pow(2).mean(1).sqrt().double()], 1))
+    table = torch.cat(rows)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(table, CACHE / "ratio_train.pt")
+    ratio = table[:, 2] / table[:, 1]
+    q = torch.tensor([0.01, 0.05, 0.1, 0.25, 0.5, 0.9], dtype=torch.float64)
+    print(f"{n} training crops; RMS ∇f(θ0) / f(θ0) at quantiles {q.tolist()}: "
+          + " ".join(f"{x:.2e}" for x in torch.quantile(ratio, q).tolist()))
+    for crop in DARK.tolist():
+        print(f"crop {crop}: ratio {ratio[crop]:.2e}, {int((ratio < ratio[crop]).sum())} crops lower")
+
+
+def scaled(spec: str) -> None:
+    _, adam, _ = make_optimizer("adam", problem, 128)
+    show("adam", run(dark(), adam, 128)[0])
+    _, optimizer, _ = make_optimizer(spec, problem, 128)
+    for c in (1.0, 2.0, 4.0, 8.0, 16.0):
+        optimizee = Scaled(dark(), torch.full((len(DARK),), c))
+        show(f"{spec[-24:]} on {c:g}·f (f shown)", run(optimizee, optimizer, 128)[0] / c)
+
+
+def output_scaled(spec: str) -> None:
+    base = checkpoint.load_optimizer(spec)
+    for s in (1.0, 1.5, 2.0, 3.0):
+        optimizer = copy.deepcopy(base)
+        optimizer.output_scale = base.output_scale * s
+        show(f"{spec[-24:]} steps ×{s:g}", run(dark(), optimizer, 128)[0])
+
+
+def curves(specs) -> None:
+    for spec in specs:
+        _, optimizer, _ = make_optimizer(spec, problem, 128)
+        show(spec[-36:], run(dark(), optimizer, 128)[0])
+
+
+def train(fraction: float, seed: int, out: str) -> None:
+    table = torch.load(CACHE / "ratio_train.pt")
+    ratio = table[:, 2] / table[:, 1]
+    pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
+    config = MetaConfig(epochs=300, horizon=128, unroll=32, clip_grad=1.0, validate_every=20,
+                        validation_size=8, seed=seed, random_scale=8.0, scale_down=True)
+    trainer = MetaTrainer("neural_art", checkpoint.load_optimizer("pretrained:neural_art"), config,
+                          out=out, progress=False, init="pretrained:neural_art",
+                          command="python experiments/neural_art_dark_crops.py " + " ".join(sys.argv[1:]))
+    train_problem = trainer.train_problem
+
+    def sample(batch_size: int, generator: torch.Generator):
+        index = torch.randint(len(train_problem.content_images()), (batch_size,), generator=generator)
+        from_pool = torch.rand(batch_size, generator=generator) < fraction
+        pick = pool[torch.randint(len(pool), (batch_size,), generator=generator)]
+        return train_problem.optimizee(torch.where(from_pool, pick, index), generator)
+
+    train_problem.sample = sample
+    trainer.train()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    if mode == "ratio":
+        ratios()
+    elif mode == "scale":
+        scaled(sys.argv[2])
+    elif mode == "output-scale":
+        output_scaled(sys.argv[2])
+    elif mode == "curves":
+        curves(sys.argv[2:])
+    elif mode == "train":
+        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    else:
+        sys.exit(__doc__)
