@@ -4,13 +4,15 @@
     python experiments/neural_art_dark_crops.py scale OPT             # the LSTM on c·f, c = 1 … 16
     python experiments/neural_art_dark_crops.py output-scale OPT      # its steps multiplied by 1 … 3
     python experiments/neural_art_dark_crops.py curves OPT ...        # losses of these optimizers
-    python experiments/neural_art_dark_crops.py train FRACTION SEED OUT  # fine-tune, dark photos oversampled
+    python experiments/neural_art_dark_crops.py train FRACTION SEED OUT [K]  # fine-tune, dark photos oversampled
 
 The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
 Adam gains most at step 128 in ``neural_art_train_crops.py``. ``ratio`` stores the ratio of every
 training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``pretrained:neural_art`` with
 stage 2's recipe (R = 8 downward random scaling) while drawing FRACTION of its training photos
-from the 5% with the lowest ratio (all photos still come from the training split).
+from the 5% with the lowest ratio (all photos still come from the training split); with K, its
+readout weights and bias are first multiplied by K (so its steps start K times longer; the
+optimizer keeps no output scaling).
 """
 import copy
 import os
@@ -83,13 +85,17 @@ def curves(specs) -> None:
         show(spec[-36:], run(dark(), optimizer, 128)[0])
 
 
-def train(fraction: float, seed: int, out: str) -> None:
+def train(fraction: float, seed: int, out: str, readout: float = 1.0) -> None:
     table = torch.load(CACHE / "ratio_train.pt")
     ratio = table[:, 2] / table[:, 1]
     pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
     config = MetaConfig(epochs=300, horizon=128, unroll=32, clip_grad=1.0, validate_every=20,
                         validation_size=8, seed=seed, random_scale=8.0, scale_down=True)
-    trainer = MetaTrainer("neural_art", checkpoint.load_optimizer("pretrained:neural_art"), config,
+    optimizer = checkpoint.load_optimizer("pretrained:neural_art")
+    with torch.no_grad():
+        for weight in optimizer.net.readout.parameters():
+            weight.mul_(readout)
+    trainer = MetaTrainer("neural_art", optimizer, config,
                           out=out, progress=False, init="pretrained:neural_art",
                           command="python experiments/neural_art_dark_crops.py " + " ".join(sys.argv[1:]))
     train_problem = trainer.train_problem
@@ -115,6 +121,6 @@ if __name__ == "__main__":
     elif mode == "curves":
         curves(sys.argv[2:])
     elif mode == "train":
-        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *map(float, sys.argv[5:6]))
     else:
         sys.exit(__doc__)
