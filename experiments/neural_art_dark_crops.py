@@ -4,6 +4,7 @@
     python experiments/neural_art_dark_crops.py scale OPT             # the LSTM on c·f, c = 1 … 16
     python experiments/neural_art_dark_crops.py output-scale OPT      # its steps multiplied by 1 … 3
     python experiments/neural_art_dark_crops.py curves OPT ...        # losses of these optimizers
+    python experiments/neural_art_dark_crops.py slope STEPS           # meta-gradient vs finite differences
     python experiments/neural_art_dark_crops.py train FRACTION SEED OUT [K]  # fine-tune, dark photos oversampled
 
 The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
@@ -26,7 +27,7 @@ from l2l.evaluate import make_optimizer
 from l2l.meta import MetaConfig, MetaTrainer
 from l2l.problems import make_problem
 from l2l.problems.base import Scaled
-from l2l.rollout import run
+from l2l.rollout import run, unroll
 
 torch.set_num_threads(1)
 CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_dark_crops"))
@@ -85,6 +86,31 @@ def curves(specs) -> None:
         show(spec[-36:], run(dark(), optimizer, 128)[0])
 
 
+def slope(steps: int) -> None:
+    """d(mean f over the first STEPS steps)/d(step length) at 1, in float64: the first-order (paper)
+    and second-order meta-gradients against central differences."""
+    optimizer = checkpoint.load_optimizer("pretrained:neural_art").double()
+    optimizee = dark()
+    optimizee.network = copy.deepcopy(optimizee.network).double()
+    for name in ("theta0", "content", "content_targets", "style_grams"):
+        value = getattr(optimizee, name)
+        setattr(optimizee, name, {k: v.double() for k, v in value.items()} if isinstance(value, dict) else value.double())
+
+    def meta_loss(length: float, second_order: bool = False):
+        optimizer.output_scale = torch.tensor(length, dtype=torch.float64, requires_grad=True)
+        state = optimizer.init_state(optimizee.theta0, groups=optimizee.coordinate_groups())
+        losses, _, _ = unroll(optimizee, optimizer, optimizee.theta0, state, 0, steps, second_order=second_order)
+        return losses.mean(), optimizer.output_scale
+
+    for second_order in (False, True):
+        value, length = meta_loss(1.0, second_order)
+        grad, = torch.autograd.grad(value, length)
+        print(f"{'second' if second_order else 'first'}-order meta-gradient {grad.item():+.5f}", flush=True)
+    for eps in (1e-2, 1e-3, 1e-4, 1e-5):
+        print(f"central difference, eps {eps:g}: "
+              f"{(meta_loss(1 + eps)[0].item() - meta_loss(1 - eps)[0].item()) / (2 * eps):+.5f}", flush=True)
+
+
 def train(fraction: float, seed: int, out: str, readout: float = 1.0) -> None:
     table = torch.load(CACHE / "ratio_train.pt")
     ratio = table[:, 2] / table[:, 1]
@@ -120,6 +146,8 @@ if __name__ == "__main__":
         output_scaled(sys.argv[2])
     elif mode == "curves":
         curves(sys.argv[2:])
+    elif mode == "slope":
+        slope(int(sys.argv[2]))
     elif mode == "train":
         train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *map(float, sys.argv[5:6]))
     else:
