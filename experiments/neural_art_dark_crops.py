@@ -6,6 +6,7 @@
     python experiments/neural_art_dark_crops.py curves OPT ...        # losses of these optimizers
     python experiments/neural_art_dark_crops.py slope STEPS           # meta-gradient vs finite differences
     python experiments/neural_art_dark_crops.py train FRACTION SEED OUT [K]  # fine-tune, dark photos oversampled
+    python experiments/neural_art_dark_crops.py train-adam FRACTION SEED OUT # the same, Adam's moments as new inputs
 
 The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
 Adam gains most at step 128 in ``neural_art_train_crops.py``. ``ratio`` stores the ratio of every
@@ -13,7 +14,10 @@ training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``pretrained:ne
 stage 2's recipe (R = 8 downward random scaling) while drawing FRACTION of its training photos
 from the 5% with the lowest ratio (all photos still come from the training split); with K, its
 readout weights and bias are first multiplied by K (so its steps start K times longer; the
-optimizer keeps no output scaling).
+optimizer keeps no output scaling). ``train-adam`` first gives the optimizer Adam's normalised
+moments as two more inputs (``LSTMOptimizer(adam_inputs=True)``) with zero weights, so that it
+starts as the shipped optimizer and can learn to use them (e.g. to lengthen its steps where the
+gradient keeps its sign).
 """
 import copy
 import os
@@ -111,13 +115,25 @@ def slope(steps: int) -> None:
               f"{(meta_loss(1 + eps)[0].item() - meta_loss(1 - eps)[0].item()) / (2 * eps):+.5f}", flush=True)
 
 
-def train(fraction: float, seed: int, out: str, readout: float = 1.0) -> None:
+def with_adam_inputs(optimizer):
+    """The same optimizer with Adam's moments as two more inputs, weighted 0 (the same steps)."""
+    record = checkpoint.optimizer_record(optimizer, getattr(optimizer, "provenance", {}))
+    state = dict(record["state_dict"])
+    weight = state["net.w_ih.0"]
+    state["net.w_ih.0"] = torch.cat([weight, torch.zeros(weight.shape[0], 2)], dim=1)
+    record = {**record, "config": {**record["config"], "adam_inputs": True}, "state_dict": state}
+    return checkpoint.optimizer_from_record(record)
+
+
+def train(fraction: float, seed: int, out: str, readout: float = 1.0, adam_inputs: bool = False) -> None:
     table = torch.load(CACHE / "ratio_train.pt")
     ratio = table[:, 2] / table[:, 1]
     pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
     config = MetaConfig(epochs=300, horizon=128, unroll=32, clip_grad=1.0, validate_every=20,
                         validation_size=8, seed=seed, random_scale=8.0, scale_down=True)
     optimizer = checkpoint.load_optimizer("pretrained:neural_art")
+    if adam_inputs:
+        optimizer = with_adam_inputs(optimizer)
     with torch.no_grad():
         for weight in optimizer.net.readout.parameters():
             weight.mul_(readout)
@@ -148,6 +164,8 @@ if __name__ == "__main__":
         curves(sys.argv[2:])
     elif mode == "slope":
         slope(int(sys.argv[2]))
+    elif mode == "train-adam":
+        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], adam_inputs=True)
     elif mode == "train":
         train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *map(float, sys.argv[5:6]))
     else:
