@@ -24,8 +24,8 @@ torch.set_num_threads(1)
 
 
 def snapshots(spread: float, seed: int, out: str) -> None:
-    config = MetaConfig(epochs=300, horizon=128, unroll=32, clip_grad=1.0, validate_every=20,
-                        validation_size=8, seed=seed, random_scale=spread, scale_down=True)
+    config = MetaConfig(**{**make_problem("neural_art").training_defaults, "epochs": 300,  # stage 2's recipe
+                           "validation_size": 8, "seed": seed, "random_scale": spread, "scale_down": True})
     stage1 = checkpoint.load_optimizer(os.environ.get("STAGE1", "/work/exp/s14/stage1.pt"))
     trainer = MetaTrainer("neural_art", stage1, config, out=out, progress=False)
     plain = trainer.train_epoch

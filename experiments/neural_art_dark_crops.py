@@ -126,11 +126,14 @@ def with_adam_inputs(optimizer):
 
 
 def train(fraction: float, seed: int, out: str, readout: float = 1.0, adam_inputs: bool = False) -> None:
+    if not (CACHE / "ratio_train.pt").exists():
+        sys.exit(f"no {CACHE / 'ratio_train.pt'}: run `python experiments/neural_art_dark_crops.py ratio` "
+                 "first, with the same CACHE")
     table = torch.load(CACHE / "ratio_train.pt")
     ratio = table[:, 2] / table[:, 1]
     pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
-    config = MetaConfig(epochs=300, horizon=128, unroll=32, clip_grad=1.0, validate_every=20,
-                        validation_size=8, seed=seed, random_scale=8.0, scale_down=True)
+    config = MetaConfig(**{**problem.training_defaults, "epochs": 300, "validation_size": 8,  # stage 2's recipe
+                           "seed": seed, "random_scale": 8.0, "scale_down": True})
     optimizer = checkpoint.load_optimizer("pretrained:neural_art")
     if adam_inputs:
         optimizer = with_adam_inputs(optimizer)
