@@ -117,8 +117,9 @@ The paper's setup for this problem: a 2×20 coordinatewise LSTM on log/sign-enco
 validation photos. It was trained so in a first stage (1102 epochs, one photo each), then
 fine-tuned for 300 epochs with *random scaling downward*: each training photo's loss multiplied
 by a factor drawn log-uniformly from [1/8, 1] (`train --random-scale 8 --scale-down`), so that
-the LSTM also meets gradients several times smaller than the training photos give. Why is
-below ("Why the lead was thin late"); both stages' commands and logs are in
+the LSTM also meets gradients several times smaller than the training photos give, and with
+second-order meta-gradients (`--second-order`: the paper drops ∂∇_t/∂φ). Why is below ("Why the
+lead was thin late"); both stages' commands and logs are in
 `l2l/pretrained/README.md`. The log plotted here is the second stage's."""),
 code("""learned = l2l.load_optimizer(OPTIMIZER)
 learned.name = "lstm"
@@ -168,34 +169,35 @@ print("training style, 64×64:"); report(left, marks)
 print("\\nnew style, 128×128:"); report(right, marks)"""),
 md("""**Against the paper.** The paper's Figure 8 shows the LSTM below every baseline at every
 step in both panels. Here it is lowest from step 8 on in both: at step 128, 0.415 against
-RMSprop's 0.433 and Adam's 0.435 on the training style, and 0.456 against Adam's 0.467 and
+RMSprop's 0.433 and Adam's 0.435 on the training style, and 0.452 against Adam's 0.467 and
 RMSprop's 0.498 on the new style at double resolution, which it never saw (4× the parameters).
-Its lead is largest early (step 16: 0.455 vs 0.598 and 0.556 vs 0.692) and narrows to 2–4% by
-step 128. It is not lowest at step 1: its first step is the largest of all (loss 3.0 against
-1.7–2.9 at 64 px, 13.2 against 3.8–12.8 at 128 px), a jump it recovers from within a few steps.
+Its lead is largest early (step 16: 0.455 vs 0.598 and 0.596 vs 0.692) and narrows to 3–4% by
+step 128. It is not lowest at step 1: its first step is the largest of all (loss 3.7 against
+1.7–2.9 at 64 px, 16.7 against 3.8–12.8 at 128 px), a jump it recovers from within a few steps.
 SGD
 and NAG trail because their rates must stay stable on every photo (see above): at the rates that
 are best on the tame validation photos they diverge.
 
 **Another set of test photos.** `python -m l2l evaluate neural_art --optimizer pretrained:neural_art
 --optimizer sgd --optimizer rmsprop --optimizer adam --optimizer nag --steps 128 --runs 20 --seed 7`
-keeps the 64-pixel result (step 128: LSTM 0.367, Adam 0.377, RMSprop 0.389, NAG 0.396, SGD 0.424),
-but on the new style at 128×128 Adam finishes slightly lower there (step 100: the LSTM's 0.488
-against Adam's 0.490; step 128: Adam's 0.484 against 0.486; at step 20 the LSTM leads, 0.565
-against RMSprop's 0.681). On the new style the LSTM is clearly faster for the first few dozen
-steps and ties with tuned Adam by step 128 on these photos: the paper's margin there is not
-reproduced on every draw of photos. (The first-stage optimizer alone: 0.369 at 64 px; 0.493 at
-step 100 and 0.491 at step 128 at 128 px.)
+keeps the 64-pixel result (step 128: LSTM 0.366, Adam 0.376, RMSprop 0.389, NAG 0.396, SGD 0.424)
+and, narrowly, the new style at 128×128 (step 100: the LSTM's 0.483 against Adam's 0.490; step
+128: 0.481 against 0.484; at step 20 0.594 against RMSprop's 0.681). On the new style the LSTM is
+clearly faster for the first few dozen steps and only a little ahead of tuned Adam by step 128 on
+these photos. (The same second stage trained first-order: 0.367 at 64 px, and at 128 px Adam
+ahead at step 128, 0.484 against 0.486; the first-stage optimizer alone: 0.369 at 64 px; 0.493
+at step 100 and 0.491 at step 128 at 128 px.)
 
 **All 100 test photos.** A check of 20 photos is a draw from the 100 test photos, with
 replacement. Run on every one of them (`python experiments/neural_art_check_odds.py SPEC
 l2l/pretrained/neural_art.pt`, not run here: about half an hour), the LSTM's mean is the lowest at steps
-32, 64 and 128 in both settings — at 128×128 0.476 / 0.462 / 0.456 against Adam's 0.922 / 0.519 /
-0.464 and RMSprop's 0.551 / 0.511 / 0.493; at 64×64 0.564 / 0.557 / 0.552 against Adam's 0.783 /
-0.610 / 0.563 and RMSprop's 0.635 / 0.596 / 0.575 — by 1.6% (128×128) and 1.9% (64×64) at step
+32, 64 and 128 in both settings — at 128×128 0.476 / 0.459 / 0.454 against Adam's 0.922 / 0.519 /
+0.464 and RMSprop's 0.551 / 0.511 / 0.493; at 64×64 0.561 / 0.554 / 0.551 against Adam's 0.783 /
+0.610 / 0.563 and RMSprop's 0.635 / 0.596 / 0.575 — by 2.1% (128×128) and 2.2% (64×64) at step
 128. Looking up the photos that seeds 0–999 would draw, the LSTM is lowest at all three steps for
-763 of the 1000 draws at 64×64, 966 at 128×128 and 745 in both (the first stage alone: 708, 773
-and 582). Seed 7 at 128×128 is still one of the draws where Adam edges ahead at step 128.
+810 of the 1000 draws at 64×64, 1000 at 128×128 and 810 in both (the same second stage with
+first-order meta-gradients: 763, 966 and 745; the first stage alone: 708, 773 and 582). The
+draws it loses are at 64×64, at step 128, where its lead over all 100 photos is smallest.
 
 **Why the lead was thin late.** The learned optimizer does not just slow down; it stops. On the
 8 validation photos its loss at step 128 was already 0.477 at epoch 200 of meta-training and never
@@ -221,10 +223,17 @@ on photos whose f (and gradient) is shrunk by a random factor in [1/8, 1] took m
 remaining risk out of the new-style check (966 of 1000 draws instead of 773) and some out of the
 64-pixel one (763 instead of 708); it does not change where the LSTM ends on the tame validation
 photos (0.474 at step 128). Nor does it reach the photos Adam wins on most at 64×64: dark ones
-whose style term is large. Run on 16·f instead of f, the LSTM still ends the worst three at 1.62
-on average against Adam's 1.56; only longer steps close the gap there (its steps ×3: 1.59), and
-meta-training, even with such photos drawn half the time, keeps its steps short
-(`experiments/neural_art_dark_crops.py`)."""),
+whose style term is large. Run on 16·f instead of f, that (first-order) LSTM still ends the worst
+three at 1.62 on average against Adam's 1.56; only longer steps close the gap there (its steps ×3:
+1.59), and meta-training, even with such photos drawn half the time, keeps its steps short
+(`experiments/neural_art_dark_crops.py`).
+
+The last gain came from the meta-gradient itself. The paper treats the gradients the optimizer
+sees as constants of φ (it drops ∂∇_t/∂φ), so meta-training cannot see how a step changes the
+gradients that come after it, which is what decides where the trajectory settles. The same second
+stage with that term kept (`--second-order`, twice the time per epoch) is lower on the validation
+photos at steps 32, 64 and 128 in both settings, and lifts the check's odds from 745 to 810 of 1000
+draws (`experiments/README.md`, session 16)."""),
 md("""## Figure 9: what the images look like
 The first `SHOW` test photos after `STEPS` steps of each optimizer (the LSTM, then the baselines
 at their tuned rates), for the training style at 64×64 and the new style at 128×128."""),
@@ -292,13 +301,13 @@ plt.show()
 size = {name: history.updates[name].abs().mean().item() for name in ("lstm", "adam", "sgd")}
 print("mean |update| over all steps and pixels:", {k: f"{v:.3g}" for k, v in size.items()})"""),
 md("""**What the optimizer learned.** Along the same trajectory the LSTM's updates are *smaller* than
-Adam's at its tuned rate (mean |update| 0.0057 against 0.022; SGD's 0.0004) and much smoother:
+Adam's at its tuned rate (mean |update| 0.0067 against 0.024; SGD's 0.0005) and much smoother:
 where Adam's update follows the sign of a slowly drifting gradient average and swings by ±0.3
 (coordinate 7894), the LSTM makes small, steady corrections. The paper reports the opposite
 magnitude (larger LSTM steps than Adam's), for its own optimizer on its own problem; here Adam's
 tuned rate (0.215 per pixel value) is large. The update-against-gradient map has the paper's
 shape: at step 1 it is a smooth, saturating, odd function of the gradient — flat for large
-gradients (about +0.09 and −0.07), steep near zero — a softened version of Adam's first step, which is
+gradients (about +0.12 and −0.04), steep near zero — a softened version of Adam's first step, which is
 exactly ±rate (the sign of the gradient). Later the LSTM's map stays a narrow band around zero
 with a slight negative slope, while Adam's scatters widely: the LSTM's state, not the current
 gradient alone, sets its steps."""),
