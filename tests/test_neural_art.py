@@ -270,3 +270,25 @@ def test_real_art_data(real_art):
     optimizee = NeuralArt().sample(2, torch.Generator().manual_seed(0))
     loss = optimizee.loss(optimizee.theta0)
     assert loss.shape == (2,) and torch.isfinite(loss).all()
+
+
+def test_second_order_meta_gradient_reaches_through_the_feature_network(fake_art):
+    """The shipped optimizer was meta-trained with ``--second-order``: ∂∇_t/∂φ must flow back
+    through the feature network's double backward (Gram matrices, convolutions, ReLUs), so the
+    meta-gradient differs from the paper's first-order one, and both are finite."""
+    from l2l import load_optimizer
+    from l2l.rollout import unroll
+
+    optimizee = NeuralArt(data_dir=fake_art).sample(1, torch.Generator().manual_seed(2))
+    optimizer = load_optimizer("pretrained:neural_art")  # its steps are large enough to matter
+    meta_grads = {}
+    for second_order in (False, True):
+        theta = optimizee.theta0
+        state = optimizer.init_state(theta)
+        losses, _, _ = unroll(optimizee, optimizer, theta, state, 0, 3, second_order=second_order)
+        meta_grads[second_order] = torch.cat([g.flatten() for g in torch.autograd.grad(
+            losses.mean(), list(optimizer.parameters()))])
+    first, second = meta_grads[False], meta_grads[True]
+    assert torch.isfinite(first).all() and torch.isfinite(second).all()
+    assert first.abs().sum() > 0
+    assert (second - first).norm() > 0.1 * first.norm()  # about 1.1 here
