@@ -279,8 +279,10 @@ def test_second_order_meta_gradient_reaches_through_the_feature_network(fake_art
     from l2l import load_optimizer
     from l2l.rollout import unroll
 
-    optimizee = NeuralArt(data_dir=fake_art).sample(1, torch.Generator().manual_seed(2))
-    optimizer = load_optimizer("pretrained:neural_art")  # its steps are large enough to matter
+    # no total variation: its Hessian alone (f is quadratic in θ there) would make the two differ
+    problem = NeuralArt(data_dir=fake_art, tv_weight=0.0)
+    optimizee = problem.sample(1, torch.Generator().manual_seed(2))
+    optimizer = load_optimizer("pretrained:neural_art")  # a fresh LSTM barely moves θ in 3 steps
     meta_grads = {}
     for second_order in (False, True):
         theta = optimizee.theta0
@@ -291,4 +293,4 @@ def test_second_order_meta_gradient_reaches_through_the_feature_network(fake_art
     first, second = meta_grads[False], meta_grads[True]
     assert torch.isfinite(first).all() and torch.isfinite(second).all()
     assert first.abs().sum() > 0
-    assert (second - first).norm() > 0.1 * first.norm()  # about 1.1 here
+    assert (second - first).norm() > 0.1 * first.norm()

@@ -180,7 +180,7 @@ are best on the tame validation photos they diverge.
 
 **Another set of test photos.** `python -m l2l evaluate neural_art --optimizer pretrained:neural_art
 --optimizer sgd --optimizer rmsprop --optimizer adam --optimizer nag --steps 128 --runs 20 --seed 7`
-keeps the 64-pixel result (step 128: LSTM 0.366, Adam 0.376, RMSprop 0.389, NAG 0.396, SGD 0.424)
+(`experiments/results/neural_art_s16_check_seed7_*.txt`) keeps the 64-pixel result (step 128: LSTM 0.366, Adam 0.376, RMSprop 0.389, NAG 0.396, SGD 0.424)
 and, narrowly, the new style at 128×128 (step 100: the LSTM's 0.483 against Adam's 0.490; step
 128: 0.481 against 0.484; at step 20 0.594 against RMSprop's 0.681). On the new style the LSTM is
 clearly faster for the first few dozen steps and only a little ahead of tuned Adam by step 128 on
@@ -197,7 +197,8 @@ l2l/pretrained/neural_art.pt`, not run here: about half an hour), the LSTM's mea
 128. Looking up the photos that seeds 0–999 would draw, the LSTM is lowest at all three steps for
 810 of the 1000 draws at 64×64, 1000 at 128×128 and 810 in both (the same second stage with
 first-order meta-gradients: 763, 966 and 745; the first stage alone: 708, 773 and 582). The
-draws it loses are at 64×64, at step 128, where its lead over all 100 photos is smallest.
+draws it loses are all at 64×64, at step 128, where the spread between photos decides:
+on some photos Adam ends below it (see the next section).
 
 **Why the lead was thin late.** The learned optimizer does not just slow down; it stops. On the
 8 validation photos its loss at step 128 was already 0.477 at epoch 200 of meta-training and never
@@ -228,12 +229,14 @@ three at 1.62 on average against Adam's 1.56; only longer steps close the gap th
 1.59), and meta-training, even with such photos drawn half the time, keeps its steps short
 (`experiments/neural_art_dark_crops.py`).
 
-The last gain came from the meta-gradient itself. The paper treats the gradients the optimizer
-sees as constants of φ (it drops ∂∇_t/∂φ), so meta-training cannot see how a step changes the
-gradients that come after it, which is what decides where the trajectory settles. The same second
-stage with that term kept (`--second-order`, twice the time per epoch) is lower on the validation
-photos at steps 32, 64 and 128 in both settings, and lifts the check's odds from 745 to 810 of 1000
-draws (`experiments/README.md`, session 16)."""),
+The last gain came with a change to the meta-gradient. The paper treats the gradients the
+optimizer sees as constants of φ (it drops ∂∇_t/∂φ), so meta-training cannot see how a step
+changes the gradients that come after it. The same second stage with that term kept
+(`--second-order`, about twice the time per epoch) is lower on the validation photos at steps 32,
+64 and 128 in both settings, and lifts the check's odds from 745 to 810 of 1000 draws. It is one
+run against one: the same with R = 16 did not gain, so part of this may be the spread between
+runs; and on the 8 validation photos it ends where its predecessor did (0.474 at step 128), still
+behind Adam there (`experiments/README.md`, session 16)."""),
 md("""## Figure 9: what the images look like
 The first `SHOW` test photos after `STEPS` steps of each optimizer (the LSTM, then the baselines
 at their tuned rates), for the training style at 64×64 and the new style at 128×128."""),
@@ -306,8 +309,9 @@ where Adam's update follows the sign of a slowly drifting gradient average and s
 (coordinate 7894), the LSTM makes small, steady corrections. The paper reports the opposite
 magnitude (larger LSTM steps than Adam's), for its own optimizer on its own problem; here Adam's
 tuned rate (0.215 per pixel value) is large. The update-against-gradient map has the paper's
-shape: at step 1 it is a smooth, saturating, odd function of the gradient — flat for large
-gradients (about +0.12 and −0.04), steep near zero — a softened version of Adam's first step, which is
+shape: at step 1 it is a smooth, saturating, decreasing function of the gradient — flat for large
+gradients (about +0.12 for negative ones, −0.04 for positive ones), steep near zero, and shifted
+upward (about +0.03 at a zero gradient) — a softened, lopsided version of Adam's first step, which is
 exactly ±rate (the sign of the gradient). Later the LSTM's map stays a narrow band around zero
 with a slight negative slope, while Adam's scatters widely: the LSTM's state, not the current
 gradient alone, sets its steps."""),
