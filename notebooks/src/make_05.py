@@ -233,9 +233,10 @@ The last gain came with a change to the meta-gradient. The paper treats the grad
 optimizer sees as constants of φ (it drops ∂∇_t/∂φ), so meta-training cannot see how a step
 changes the gradients that come after it. The same second stage with that term kept
 (`--second-order`, about twice the time per epoch) is lower on the validation photos at steps 32,
-64 and 128 in both settings, and lifts the check's odds from 745 to 810 of 1000 draws. It is one
-run against one: the same with R = 16 did not gain, so part of this may be the spread between
-runs; and on the 8 validation photos it ends where its predecessor did (0.474 at step 128), still
+64 and 128 in both settings, and lifts the check's odds from 745 to 810 of 1000 draws. That rests
+on one run: a second seed of the same recipe was lower on the 8 validation photos again but not
+on the 20, and with R = 16 second order did not gain, so much of this may be the spread between
+runs; on the 8 validation photos it ends where its predecessor did (0.474 at step 128), still
 behind Adam there (`experiments/README.md`, session 16)."""),
 md("""## Figure 9: what the images look like
 The first `SHOW` test photos after `STEPS` steps of each optimizer (the LSTM, then the baselines
