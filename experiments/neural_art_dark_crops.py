@@ -10,7 +10,7 @@
 
 The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
 Adam gains most at step 128 in ``neural_art_train_crops.py``. ``ratio`` stores the ratio of every
-training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``pretrained:neural_art`` with
+training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``$START`` with
 stage 2's recipe (R = 8 downward random scaling) while drawing FRACTION of its training photos
 from the 5% with the lowest ratio (all photos still come from the training split); with K, its
 readout weights and bias are first multiplied by K (so its steps start K times longer; the
@@ -18,6 +18,10 @@ optimizer keeps no output scaling). ``train-adam`` first gives the optimizer Ada
 moments as two more inputs (``LSTMOptimizer(adam_inputs=True)``) with zero weights, so that it
 starts as the shipped optimizer and can learn to use them (e.g. to lengthen its steps where the
 gradient keeps its sign).
+
+``slope``, ``train`` and ``train-adam`` start from ``$START`` (default ``pretrained:neural_art``). The
+session-15 results started from the first-order stage 2 shipped then; to repeat them, set
+``START=lstm:FILE`` with FILE from ``git show bb93dcb:l2l/pretrained/neural_art.pt``.
 """
 import copy
 import os
@@ -35,6 +39,7 @@ from l2l.rollout import run, unroll
 
 torch.set_num_threads(1)
 CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_dark_crops"))
+START = os.environ.get("START", "pretrained:neural_art")  # the optimizer slope and train start from
 DARK = torch.tensor([488, 1088, 1593])
 problem = make_problem("neural_art").for_split("train")
 
@@ -93,7 +98,7 @@ def curves(specs) -> None:
 def slope(steps: int) -> None:
     """d(mean f over the first STEPS steps)/d(step length) at 1, in float64: the first-order (paper)
     and second-order meta-gradients against central differences."""
-    optimizer = checkpoint.load_optimizer("pretrained:neural_art").double()
+    optimizer = checkpoint.load_optimizer(START).double()
     optimizee = dark()
     optimizee.network = copy.deepcopy(optimizee.network).double()
     for name in ("theta0", "content", "content_targets", "style_grams"):
@@ -134,14 +139,14 @@ def train(fraction: float, seed: int, out: str, readout: float = 1.0, adam_input
     pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
     config = MetaConfig(**{**problem.training_defaults, "epochs": 300, "validation_size": 8,  # stage 2's recipe
                            "seed": seed, "random_scale": 8.0, "scale_down": True})
-    optimizer = checkpoint.load_optimizer("pretrained:neural_art")
+    optimizer = checkpoint.load_optimizer(START)
     if adam_inputs:
         optimizer = with_adam_inputs(optimizer)
     with torch.no_grad():
         for weight in optimizer.net.readout.parameters():
             weight.mul_(readout)
     trainer = MetaTrainer("neural_art", optimizer, config,
-                          out=out, progress=False, init="pretrained:neural_art",
+                          out=out, progress=False, init=START,
                           command="python experiments/neural_art_dark_crops.py " + " ".join(sys.argv[1:]))
     train_problem = trainer.train_problem
 
