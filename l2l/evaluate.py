@@ -77,20 +77,6 @@ def load_curves(path) -> list[Curve]:
     return [Curve(**d) for d in torch.load(path, map_location="cpu", weights_only=True)]
 
 
-def cached_curves(path, compute, recompute: bool = False) -> list[Curve]:
-    """Curves from ``path`` if it exists (and ``recompute`` is false), else ``compute()`` saved
-    there. ``path=None`` always computes and stores nothing (notebooks' quick mode)."""
-    from pathlib import Path
-
-    if path is not None and Path(path).exists() and not recompute:
-        return load_curves(path)
-    curves = compute()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_curves(curves, path)
-    return curves
-
-
 def _floats(t: torch.Tensor) -> list:
     return [float(x) if math.isfinite(x) else None for x in t.tolist()]
 
