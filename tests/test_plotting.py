@@ -1,12 +1,17 @@
-"""The meta-training log plot: a log f meta-loss (negative) must not vanish from a log axis."""
+"""Plots: bands on the log scale, y-limits from the curves, the zoom against the best baseline,
+and meta-training logs as two labelled panels."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-from l2l.plotting import plot_training_log  # noqa: E402
+from l2l.evaluate import Curve  # noqa: E402
+from l2l.plotting import plot_curves, plot_relative, plot_training_log, smoothed  # noqa: E402
 
 
 def _log(train):
@@ -14,23 +19,61 @@ def _log(train):
             for e, m in enumerate(train, 1)]
 
 
-def test_positive_meta_loss_shares_the_validation_axis():
+def _curves():
+    g = torch.Generator().manual_seed(0)
+    steps = torch.arange(51.0)[:, None]
+    wide = 1.0 / (1 + steps) * torch.exp(2.0 * torch.randn(51, 5, generator=g))  # huge spread
+    return [Curve("lstm", wide), Curve("adam", 1.1 / (1 + steps) * torch.ones(51, 5), 0.01),
+            Curve("nag", 1.2 / (1 + steps) * torch.ones(51, 5), 0.1)]
+
+
+def test_bands_stay_positive_and_limits_follow_the_curves():
     fig, ax = plt.subplots()
-    plot_training_log(_log([2.0, 1.5, 1.2, 1.0]), ax)
-    assert len(fig.axes) == 1 and ax.get_yscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["meta-loss (train)", "validation: mean f"]
+    curves = _curves()
+    plot_curves(curves, ax)
+    low, high = ax.get_ylim()
+    means = torch.stack([c.mean for c in curves])
+    assert low > 0 and low >= means.min().item() / 1.2   # not stretched down by a band
+    assert high <= means.max().item() * 1.2
+    for band in ax.collections:
+        (path,) = band.get_paths()
+        assert (path.vertices[:, 1] > 0).all()
     plt.close(fig)
 
 
-def test_log_f_meta_loss_gets_a_linear_axis_of_its_own():
+def test_smoothing_draws_the_raw_mean_faint_behind():
     fig, ax = plt.subplots()
-    plot_training_log(_log([-0.5, -0.9, -1.1, -1.2]), ax)
-    assert len(fig.axes) == 2
-    twin = fig.axes[1]
-    assert twin.get_yscale() == "linear" and ax.get_yscale() == "log"
-    (line,) = twin.get_lines()
-    assert list(line.get_ydata()) == [-0.5, -0.9, -1.1, -1.2]  # every point drawn, none dropped
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["meta-loss (train, log f; right)", "validation: mean f"]
+    plot_curves(_curves()[:1], ax, smooth=5, band=False)
+    raw, shown = ax.get_lines()
+    assert raw.get_alpha() < 0.5 and shown.get_label() == "LSTM"
+    assert np.allclose(shown.get_ydata(), smoothed(np.asarray(raw.get_ydata()), 5))
+    assert np.allclose(smoothed(np.array([1.0, 2.0, 3.0]), 1), [1.0, 2.0, 3.0])
     plt.close(fig)
+
+
+def test_relative_panel_divides_by_the_best_baseline_at_each_step():
+    fig, ax = plt.subplots()
+    curves = _curves()
+    plot_relative(curves, ax)
+    lines = {line.get_label(): line.get_ydata() for line in ax.get_lines()}
+    assert np.allclose(lines["ADAM"], 1.0)       # the best baseline everywhere
+    assert np.allclose(lines["NAG"], 1.2 / 1.1)
+    expected = (curves[0].mean / curves[1].mean).numpy()
+    assert np.allclose(lines["LSTM"], expected)
+    with pytest.raises(ValueError, match="baselines"):
+        plot_relative(curves[:1])
+    plt.close("all")
+
+
+@pytest.mark.parametrize("train, scale, ylabel", [([2.0, 1.5, 1.2, 1.0], "log", "mean f per unroll"),
+                                                  ([-0.5, -0.9, -1.1, -1.2], "linear", "mean log f per unroll")])
+def test_training_log_is_two_labelled_panels(train, scale, ylabel):
+    train_ax, val_ax = plot_training_log(_log(train))
+    assert train_ax.figure is val_ax.figure and len(train_ax.figure.axes) == 2  # no twin axis
+    assert train_ax.get_yscale() == scale and train_ax.get_ylabel() == ylabel
+    assert val_ax.get_yscale() == "log" and val_ax.get_ylabel() == "validation: mean f"
+    (line,) = train_ax.get_lines()
+    assert list(line.get_ydata()) == train   # every point drawn, none dropped
+    (val,) = val_ax.get_lines()
+    assert list(val.get_xdata()) == [2, 4]
+    plt.close("all")
