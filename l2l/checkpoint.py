@@ -6,7 +6,9 @@ An optimizer checkpoint is a ``torch.save`` of plain data (loadable with ``weigh
      "state_dict": {...}, "provenance": {"command", "commit", "date", "problem", ...}}
 
 Files are written to a temporary file in the same folder and moved into place with
-``os.replace``, so an interrupted save never leaves a truncated checkpoint behind. Shipped
+``os.replace``, so an interrupted save never leaves a truncated checkpoint behind; they get the
+permissions the umask gives any new file. A temporary file that a killed process left behind is
+removed by the next training in that folder (:func:`remove_stale_temporaries`). Shipped
 optimizers live in ``l2l/pretrained/NAME.pt`` and load as ``pretrained:NAME``.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import DataError
 from .optimizers import LSTMOptimizer, Optimizer
 
 FORMAT = "l2l-optimizer/1"
@@ -30,20 +33,35 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CLASSES = {"LSTMOptimizer": LSTMOptimizer}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A checkpoint is missing, unreadable or not an l2l optimizer."""
 
 
-def atomic_save(obj, path: "str | os.PathLike") -> Path:
-    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
+#: what a temporary file of :func:`atomic_save` and :func:`atomic_write_text` is called
+TEMPORARY = ".{name}.*.tmp"
+
+
+def file_mode() -> int:
+    """The permissions of a new file under the current umask (0o666 & ~umask), which temporary
+    files (created 0o600) are given before they are renamed into place."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place with
+    the umask's permissions. On any failure (an interrupt included) the temporary file is
+    removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -52,15 +70,54 @@ def atomic_save(obj, path: "str | os.PathLike") -> Path:
     return path
 
 
+def atomic_save(obj, path: "str | os.PathLike") -> Path:
+    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
+    return _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
 def atomic_write_text(text: str, path: "str | os.PathLike") -> Path:
     """Write a text file atomically (same scheme as :func:`atomic_save`)."""
+    return _atomic_write(path, lambda f: f.write(text), "w")
+
+
+def remove_stale_temporaries(folder: "str | os.PathLike", names) -> list[Path]:
+    """Delete the temporary files that writes of ``folder/NAME`` (for each of ``names``) left
+    behind when their process was killed (``kill -9``, a power cut); returns what was removed.
+    Call it only where no other process is writing these files."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for stale in folder.glob(TEMPORARY.format(name=name)):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
+def read(path: "str | os.PathLike", what: str = "optimizer checkpoint",
+         weights_only: bool = True, fix: str = "write it again or give another file"):
+    """``torch.load`` a file onto the CPU, with a one-line :class:`CheckpointError` naming the
+    file, what is wrong (not a torch file; truncated or corrupted) and ``fix``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {path}: {error.strerror}") from None
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
+        raise CheckpointError(f"{path} is not an l2l {what}: torch.save did not write it (it "
+                              f"is empty, text, or another format); {fix}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"the {what} {path} is truncated or corrupted "
+                              f"({_first_sentence(error)}); {fix}") from None
+
+
+def _first_sentence(error: BaseException) -> str:
+    """The start of an exception's message, for one-line errors."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text.split(". ")[0][:160]
 
 
 def git_commit() -> str | None:
@@ -115,11 +172,15 @@ def optimizer_from_record(record: dict, source: str = "checkpoint") -> Optimizer
     """Rebuild an optimizer from :func:`optimizer_record`'s output."""
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not an l2l optimizer checkpoint (format {FORMAT})")
-    cls = CLASSES.get(record["class"])
+    cls = CLASSES.get(record.get("class"))
     if cls is None:
-        raise CheckpointError(f"{source} holds unknown optimizer class {record['class']!r}")
-    optimizer = cls(**record["config"])
-    optimizer.load_state_dict(record["state_dict"])
+        raise CheckpointError(f"{source} holds unknown optimizer class {record.get('class')!r}")
+    try:
+        optimizer = cls(**record["config"])
+        optimizer.load_state_dict(record["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:  # a damaged or hand-edited record
+        raise CheckpointError(f"{source} is a damaged optimizer checkpoint "
+                              f"({_first_sentence(error)})") from None
     optimizer.provenance = record.get("provenance", {})
     return optimizer
 
@@ -153,8 +214,27 @@ def resolve(spec: "str | os.PathLike") -> Path:
 def load_optimizer(spec: "str | os.PathLike") -> Optimizer:
     """Load ``pretrained:NAME``, ``lstm:PATH``, a checkpoint file, or a training folder."""
     path = resolve(spec)
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"cannot read optimizer checkpoint {path}: {error}") from None
-    return optimizer_from_record(record, source=str(path))
+    return optimizer_from_record(read(path), source=str(path))
+
+
+#: options of a recorded command that say where and how long it ran, not what it trained
+_RUN_OPTIONS = {"--out": 1, "--time-limit": 1, "--quiet": 0, "--resume": 0}
+
+
+def shown_command(command: str) -> str:
+    """A recorded training command as a reader can rerun it: without the options that only say
+    where and how long it ran (``--out``, ``--time-limit``, ``--quiet``, ``--resume``), and with
+    any absolute path shortened to ``…/NAME`` (it named a folder of the machine it ran on)."""
+    words, shown, skip = shlex.split(command), [], 0
+    for word in words:
+        if skip:
+            skip -= 1
+            continue
+        if word in _RUN_OPTIONS:
+            skip = _RUN_OPTIONS[word]
+            continue
+        head, colon, rest = word.rpartition(":") if ":/" in word else ("", "", word)
+        if rest.startswith("/"):
+            word = f"{head}{colon}…/{Path(rest).name}"
+        shown.append(word)
+    return " ".join(shown)

@@ -1,19 +1,24 @@
 """Command line: ``python -m l2l {train, evaluate, tune, reproduce, bench, list}``.
 
-Every command prints one-line errors (``l2l: error: …``) for bad input and exits with status 2.
+Every value is checked before any work starts. Bad input, missing or damaged files and a
+training that goes non-finite print one line (``l2l: error: …``) and exit with status 2; an
+interrupted training (Ctrl-C, SIGTERM) says where its state is and exits with 130. Only the
+library's own errors (:mod:`l2l.errors`) are caught: anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from . import checkpoint
+from .errors import ConfigError, L2LError, TrainingInterrupted
 from .meta import OBJECTIVES
-from .specs import SpecError
 
 
 def _apply_to_init(optimizer, args) -> None:
@@ -23,20 +28,20 @@ def _apply_to_init(optimizer, args) -> None:
     for key in ("hidden_size", "num_layers", "preprocess"):
         wanted = getattr(args, key)
         if wanted is not None and wanted != getattr(optimizer, key):
-            raise ValueError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
+            raise ConfigError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
                              f"which has {key} = {getattr(optimizer, key)}; drop the option or "
                              "train from scratch")
     if args.adam_inputs and not optimizer.adam_inputs:
-        raise ValueError(f"--adam-inputs does not fit --init {args.init}, which was trained "
+        raise ConfigError(f"--adam-inputs does not fit --init {args.init}, which was trained "
                          "without them")
     if args.rms_output and not optimizer.rms_output:
-        raise ValueError(f"--rms-output does not fit --init {args.init}, which was trained "
+        raise ConfigError(f"--rms-output does not fit --init {args.init}, which was trained "
                          "without it")
     if args.scale_free and not optimizer.scale_free:
-        raise ValueError(f"--scale-free does not fit --init {args.init}, which was trained "
+        raise ConfigError(f"--scale-free does not fit --init {args.init}, which was trained "
                          "with the encoded gradient among its inputs")
     if args.single_lstm and optimizer.groups is not None:
-        raise ValueError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
+        raise ConfigError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
                          f"parameter group {list(optimizer.groups)}")
     for key in ("p", "output_scale"):
         if getattr(args, key) is not None:
@@ -49,6 +54,10 @@ def _train(args) -> int:
     from .problems import make_problem
 
     problem = make_problem(args.problem)
+    device = _device(args.device)
+    out = _writable(args.out or f"runs/{problem.name}", "--out", folder=True)
+    if args.imitate:
+        _check_specs([args.imitate], "--imitate", baselines_only=True)
     config = dict(problem.training_defaults)
     for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "objective", "seed", "batch_size", "clip_grad",
                 "validate_every", "validation_size", "select_by", "random_scale"):
@@ -60,7 +69,7 @@ def _train(args) -> int:
         config["scale_down"] = True
     if args.imitate_weight:
         if not args.imitate:
-            raise ValueError("--imitate-weight needs --imitate TEACHER, the optimizer to imitate")
+            raise ConfigError("--imitate-weight needs --imitate TEACHER, the optimizer to imitate")
         config.update(imitate=args.imitate, imitate_weight=args.imitate_weight)
     config = MetaConfig(**config)
     options = dict(problem.optimizer_defaults)
@@ -83,16 +92,15 @@ def _train(args) -> int:
         _apply_to_init(optimizer, args)
     else:
         optimizer = LSTMOptimizer(**options)
-    out = Path(args.out or f"runs/{problem.name}")
     if not args.resume and (out / "last.pt").exists() and not args.force:
-        raise ValueError(f"{out} already holds a training run; pass --resume to continue it, "
+        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
                          "--force to start over, or --out for another folder")
     command = "python -m l2l " + shlex.join(args.argv)
     init = args.init
     if args.imitate and args.imitate_epochs and not (args.resume and (out / "last.pt").exists()):
         init = _imitate_first(problem, optimizer, config, args, out)
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
-                          progress=not args.quiet, init=init, device=_device(args.device),
+                          progress=not args.quiet, init=init, device=device,
                           time_limit=args.time_limit)
     result = trainer.train(resume=args.resume)
     print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
@@ -106,7 +114,7 @@ def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
     from .imitation import imitate, make_teacher
 
     if args.imitate_epochs < 0:
-        raise ValueError(f"--imitate-epochs must be ≥ 0, got {args.imitate_epochs}")
+        raise ConfigError(f"--imitate-epochs must be ≥ 0, got {args.imitate_epochs}")
     teacher = make_teacher(args.imitate, problem, config.horizon)
     log = imitate(problem, optimizer, teacher, epochs=args.imitate_epochs,
                   horizon=config.horizon, unroll=config.unroll, lr=args.imitate_lr,
@@ -125,12 +133,18 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate, table
     from .plotting import plot_curves
 
+    device = _device(args.device)
+    for option in ("save", "json", "plot"):  # a bad path fails now, not after the rollouts
+        if getattr(args, option):
+            _writable(getattr(args, option), f"--{option}",
+                      suffixes=PLOT_TYPES if option == "plot" else None)
+    _check_specs(args.optimizer)
     for step in args.at or ():
         if not 0 <= step <= args.steps:
-            raise ValueError(f"--at {step}: the table has steps 0…{args.steps}")
+            raise ConfigError(f"--at {step}: the table has steps 0…{args.steps}")
     curves = evaluate(args.problem, args.optimizer, steps=args.steps, runs=args.runs,
                       seed=args.seed, tune_runs=args.tune_runs, batch_size=args.batch_size,
-                      progress=not args.quiet, device=_device(args.device), retune=args.retune)
+                      progress=not args.quiet, device=device, retune=args.retune)
     marks = sorted({s for s in (1, 20, 100, args.steps, *(args.at or ())) if s <= args.steps})
     print(table(curves, marks))
     for c in curves:
@@ -154,7 +168,8 @@ def _evaluate(args) -> int:
         fig, ax = plt.subplots(figsize=(5, 4))
         plot_curves(curves, ax, title=args.problem)
         fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        Path(args.plot).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(args.plot).expanduser(), dpi=120)
     return 0
 
 
@@ -165,19 +180,22 @@ def _tune(args) -> int:
     from .problems import make_problem
 
     problem = make_problem(args.problem)
+    device = _device(args.device)
+    if args.store or args.store_path:
+        _writable(args.store_path or tuned.STORE, "--store-path")
     if args.tune_batch:
         problem.tune_batch = args.tune_batch
     names = args.optimizer or list(BASELINES)
     for name in names:
         if name not in BASELINES:
-            raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+            raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     runs = args.runs or problem.tune_runs
     command = "python -m l2l " + shlex.join(args.argv)
     for name in names:
         lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs, grid=args.grid,
                                         refine=args.refine, seed=args.seed,
                                         progress=not args.quiet,
-                                        device=_device(args.device))
+                                        device=device)
         cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
         print(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
               f"optimizees: {cells})", flush=True)
@@ -197,30 +215,128 @@ def _rates(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of rates; write them comma-separated, e.g. 0.01,0.0215,0.0464"
         ) from None
-    if not rates or rates[0] <= 0:
-        raise argparse.ArgumentTypeError(f"rates must be positive, got {text!r}")
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive finite numbers, got {text!r}")
     return rates
 
 
+def _count(minimum: int = 1, maximum: int | None = None):
+    """An argparse type: an integer ≥ ``minimum`` (and < ``maximum``)."""
+
+    def parse(text: str) -> int:
+        allowed = ("a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+                   if maximum is None else f"an integer in [{minimum}, 2^63)")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value >= maximum):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _number(minimum: float = 0.0, inclusive: bool = False):
+    """An argparse type: a finite float > ``minimum`` (≥ with ``inclusive``)."""
+
+    def parse(text: str) -> float:
+        allowed = ("a positive finite number" if minimum == 0 and not inclusive
+                   else f"a finite number {'≥' if inclusive else '>'} {minimum:g}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: seeds are hashed into 63-bit generator seeds (:mod:`l2l.seeding`) and given to torch
+_seed = _count(0, 2**63)
+_positive = _count(1)
+_rate = _number()
+
+
 def _device(name):
-    """The torch device of a ``--device`` option, with a clear error when it is unavailable."""
+    """The torch device of a ``--device`` option, with a clear error when it is unknown or absent
+    (called before any work starts)."""
     if name in (None, "cpu"):
         return None
     import torch
 
+    known = "cpu, cuda, cuda:N or mps"
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"--device {name!r}: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this torch build sees no CUDA GPU "
-                         f"(torch {torch.__version__}); leave --device out to run on the CPU")
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use {known}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: this torch build sees no CUDA GPU "
+                              f"(torch {torch.__version__}); leave --device out to run on the CPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: there are {torch.cuda.device_count()} CUDA "
+                              f"GPU(s), numbered from 0")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name}: Apple's MPS is not available on this machine; "
+                              "leave --device out to run on the CPU")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name!r} is not supported; use {known}")
     return device
 
 
-def _reproduce(args) -> int:
-    from .figures import reproduce
+#: file types ``--plot`` can write (matplotlib's usual backends)
+PLOT_TYPES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
+
+def _writable(path, option: str, folder: bool = False, suffixes=None) -> Path:
+    """Check, before any work, that ``path`` can be written: a file (or with ``folder``, a
+    folder) that is not the other kind, whose nearest existing parent is a writable folder, with
+    one of ``suffixes`` if given."""
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: is a file, not a folder; give a folder to write to")
+    if not folder and path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: unknown file type {path.suffix or '(none)'!r}; "
+                          f"use one of {', '.join(suffixes)}")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: cannot write in {parent} (permission denied)")
+    return path
+
+
+def _check_specs(specs, option: str = "--optimizer", baselines_only: bool = False) -> None:
+    """Optimizer SPECs, checked before any work: names, rates, checkpoints."""
+    from .evaluate import check_spec
+    from .optimizers import BASELINES
+
+    for spec in specs:
+        head, _, rest = spec.partition(":")
+        if baselines_only and head not in BASELINES:
+            raise ConfigError(f"{option} {spec!r}: the teacher must be a hand-designed optimizer "
+                              f"({', '.join(BASELINES)}, with or without :RATE)")
+        check_spec(spec)
+        if head in BASELINES and rest and not (math.isfinite(float(rest)) and float(rest) > 0):
+            raise ConfigError(f"bad learning rate in {spec!r}; write a positive finite number, "
+                              f"e.g. {head}:0.01")
+        if head not in BASELINES:
+            checkpoint.load_optimizer(spec)  # a damaged or foreign file is reported now
+
+
+def _reproduce(args) -> int:
+    from .figures import figure_spec, reproduce
+
+    figure_spec(args.figure)
+    _writable(args.out, "--out", folder=True)
     _, table, png = reproduce(args.figure, retrain=args.retrain, quick=args.quick or None,
                               out=args.out, seed=args.seed, runs=args.runs,
                               progress=not args.quiet)
@@ -241,33 +357,41 @@ def _list(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``l2l: error: …`` and where to read the usage."""
+
+    def error(self, message):
+        self.exit(2, f"l2l: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m l2l", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m l2l", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
     train.add_argument("problem", help="e.g. quadratic, quadratic:dim=20")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--horizon", type=int, help="steps per optimizee (paper: 100)")
-    train.add_argument("--unroll", type=int, help="steps per truncation (paper: 20)")
-    train.add_argument("--meta-lr", type=float, help="Adam learning rate on φ")
+    train.add_argument("--epochs", type=_count(0),
+                       help="batches of optimizees to meta-train on (0: only validate and save, e.g. after --imitate)")
+    train.add_argument("--horizon", type=_positive, help="steps per optimizee (paper: 100)")
+    train.add_argument("--unroll", type=_positive, help="steps per truncation (paper: 20)")
+    train.add_argument("--meta-lr", type=_rate, help="Adam learning rate on φ")
     train.add_argument("--lr-schedule", choices=("constant", "cosine"),
                        help="constant (paper) or cosine decay of the meta learning rate to 0")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--batch-size", type=int, help="optimizees per epoch")
-    train.add_argument("--clip-grad", type=float, help="clip the meta-gradient norm")
+    train.add_argument("--seed", type=_seed)
+    train.add_argument("--batch-size", type=_positive, help="optimizees per epoch")
+    train.add_argument("--clip-grad", type=_number(), help="clip the meta-gradient norm (> 0)")
     train.add_argument("--objective", choices=OBJECTIVES,
                        help="meta-loss per unroll: mean f (paper), mean log f, or log f weighted by t / horizon")
     train.add_argument("--second-order", action="store_true",
                        help="keep second derivatives (the paper drops them)")
-    train.add_argument("--validate-every", type=int)
-    train.add_argument("--validation-size", type=int)
+    train.add_argument("--validate-every", type=_positive)
+    train.add_argument("--validation-size", type=_positive)
     train.add_argument("--select-by", choices=("meta_loss", "final_loss"))
-    train.add_argument("--hidden-size", type=int)
-    train.add_argument("--num-layers", type=int)
+    train.add_argument("--hidden-size", type=_positive)
+    train.add_argument("--num-layers", type=_positive)
     train.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("-p", type=float, dest="p", help="preprocessing scale (paper: 10)")
-    train.add_argument("--output-scale", type=float)
+    train.add_argument("-p", type=_number(), dest="p", help="preprocessing scale (paper: 10)")
+    train.add_argument("--output-scale", type=_number())
     train.add_argument("--adam-inputs", action="store_true",
                        help="also feed the LSTM Adam's normalised moments (not in the paper; "
                             "see LSTMOptimizer)")
@@ -288,15 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--imitate", metavar="TEACHER",
                        help="first fit the optimizer's steps to this hand-designed one's (adam, "
                             "adam:0.001, nag …; not in the paper, see l2l.imitation)")
-    train.add_argument("--imitate-epochs", type=int, default=50,
+    train.add_argument("--imitate-epochs", type=_count(0), default=50,
                        help="optimizees imitated on before meta-training, one horizon each "
                             "(default 50; 0: none)")
-    train.add_argument("--imitate-weight", type=float,
+    train.add_argument("--imitate-weight", type=_number(0, inclusive=True),
                        help="keep imitating during meta-training: add this weight times the "
                             "imitation error to the meta-loss (Chen et al. 2020; default: don't)")
-    train.add_argument("--imitate-lr", type=float, default=1e-3,
+    train.add_argument("--imitate-lr", type=_rate, default=1e-3,
                        help="Adam learning rate of the imitation stage (default 1e-3)")
-    train.add_argument("--random-scale", type=float, metavar="R",
+    train.add_argument("--random-scale", type=_number(1, inclusive=True), metavar="R",
                        help="multiply each training function by a factor drawn log-uniformly "
                             "from [1/R, R] (random scaling, Lv et al. 2017; not in the paper)")
     train.add_argument("--scale-down", action="store_true",
@@ -307,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")
-    train.add_argument("--time-limit", type=float, metavar="SECONDS",
+    train.add_argument("--time-limit", type=_number(), metavar="SECONDS",
                        help="stop (validated and saved, resumable) after this much wall time")
     train.set_defaults(run=_train)
 
@@ -315,16 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("problem")
     ev.add_argument("--optimizer", action="append", required=True, metavar="SPEC",
                     help="pretrained:NAME, lstm:PATH, sgd|rmsprop|adam|nag (tuned) or adam:0.01")
-    ev.add_argument("--steps", type=int, default=100)
-    ev.add_argument("--runs", type=int, default=100)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--tune-runs", type=int,
+    ev.add_argument("--steps", type=_positive, default=100)
+    ev.add_argument("--runs", type=_positive, default=100)
+    ev.add_argument("--seed", type=_seed, default=0)
+    ev.add_argument("--tune-runs", type=_positive,
                     help="validation optimizees per learning rate when tuning (default: the problem's)")
-    ev.add_argument("--batch-size", type=int, help="optimizees run together (default: all)")
-    ev.add_argument("--at", type=int, action="append", metavar="STEP",
+    ev.add_argument("--batch-size", type=_positive, help="optimizees run together (default: all)")
+    ev.add_argument("--at", type=_count(0), action="append", metavar="STEP",
                     help="also print the mean loss at this step (repeatable; e.g. --at 32 --at 64)")
     ev.add_argument("--json", help="write per-step means and stds here")
-    ev.add_argument("--plot", help="write a PNG of the curves here")
+    ev.add_argument("--plot", help="write a plot of the curves here (.png, .pdf, .svg …)")
     ev.add_argument("--save", help="write the raw curves (every run's losses) here, for "
                                    "l2l.evaluate.load_curves (e.g. a notebook's results/)")
     ev.add_argument("--quiet", action="store_true")
@@ -335,17 +459,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates on validation optimizees")
     tu.add_argument("problem")
-    tu.add_argument("--steps", type=int, required=True, help="horizon the rate is tuned for")
+    tu.add_argument("--steps", type=_positive, required=True, help="horizon the rate is tuned for")
     tu.add_argument("--optimizer", action="append", metavar="NAME",
                     help="sgd, rmsprop, adam or nag (default: all four)")
-    tu.add_argument("--runs", type=int, help="validation optimizees (default: the problem's)")
-    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--runs", type=_positive, help="validation optimizees (default: the problem's)")
+    tu.add_argument("--seed", type=_seed, default=0)
     tu.add_argument("--grid", type=_rates, metavar="R1,R2,…",
                     help="rates to try, comma-separated (default: the problem's grid, 1e-4 … 10)")
-    tu.add_argument("--refine", type=int, metavar="K",
+    tu.add_argument("--refine", type=_count(0), metavar="K",
                     help="then 2K+1 rates between the best one's neighbours (default: the "
                          "problem's; 0: none)")
-    tu.add_argument("--tune-batch", type=int,
+    tu.add_argument("--tune-batch", type=_positive,
                     help="functions per rollout, rates × optimizees (default: the problem's)")
     tu.add_argument("--device", help="where to run: cpu (default), cuda …")
     tu.add_argument("--store", action="store_true",
@@ -359,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--retrain", action="store_true", help="meta-train a new optimizer first")
     rep.add_argument("--quick", action="store_true", help="tiny run (as CI does)")
     rep.add_argument("--out", default="figures")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--runs", type=int)
+    rep.add_argument("--seed", type=_seed, default=0)
+    rep.add_argument("--runs", type=_positive)
     rep.add_argument("--quiet", action="store_true")
     rep.set_defaults(run=_reproduce)
 
@@ -384,9 +508,10 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
     try:
         return args.run(args) or 0
-    except (SpecError, checkpoint.CheckpointError, ValueError, FileNotFoundError) as error:
-        print(f"l2l: error: {error}", file=sys.stderr)
-        return 2
+    except L2LError as error:
+        kind = "" if isinstance(error, TrainingInterrupted) else "error: "
+        print(f"l2l: {kind}{error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
-        print("l2l: interrupted (training state is saved; rerun with --resume)", file=sys.stderr)
+        print("l2l: interrupted", file=sys.stderr)
         return 130

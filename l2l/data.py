@@ -57,6 +57,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import ConfigError, L2LError
+
 #: the official file names and their published md5 checksums
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -84,7 +86,7 @@ TIMEOUT = 30.0
 _CACHE: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(L2LError, FileNotFoundError):
     """A data file is missing or corrupted and could not be fetched."""
 
 
@@ -124,6 +126,7 @@ def download(url: str, path: Path, md5: str | None = None, progress: bool = True
                     bar.update(len(chunk))
         if md5 is not None and (got := md5sum(tmp)) != md5:
             raise ValueError(f"{url} gave a file with md5 {got}, expected {md5}")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -210,7 +213,7 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
     later calls return the same tensors (shared between callers: do not modify them).
     """
     if split not in MNIST_SPLITS:
-        raise ValueError(f"unknown MNIST split {split!r}; expected 'train' or 'test'")
+        raise ConfigError(f"unknown MNIST split {split!r}; expected 'train' or 'test'")
     key = (str(mnist_folder(data_dir).resolve()), split)
     if key not in _CACHE:
         folder = ensure_mnist(data_dir, download, mirrors, checksums, progress)
@@ -285,10 +288,32 @@ def write_atomically(path: Path, write) -> None:
     try:
         with os.fdopen(handle, "wb") as f:
             write(f)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _file_mode() -> int:
+    """A new file's permissions under the umask (temporary files are created 0o600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def read_npz(path: Path, keys, fix: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the ``.npz`` file ``path`` (no pickles), or a
+    :class:`DataUnavailableError` naming the file, what is wrong and ``fix`` (what to do)."""
+    try:
+        with np.load(path) as arrays:
+            return {key: arrays[key] for key in keys}
+    except KeyError as error:
+        raise DataUnavailableError(f"{path} has no array {error}; {fix}") from None
+    except Exception as error:  # BadZipFile, zlib.error, EOFError, OSError, ValueError …
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise DataUnavailableError(f"{path} cannot be read ({reason}): it is truncated or "
+                                   f"corrupted; {fix}") from None
 
 
 def read_cifar_batch(raw: bytes, name: str = "batch") -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +371,16 @@ def convert_cifar10(archive: Path, folder: Path, checksums: dict | None = None) 
     files = {}
     for split, (x, y) in arrays.items():
         path = folder / CIFAR10_CACHE[split]
-        write_atomically(path, lambda f, x=x, y=y: np.savez(f, x=x, y=y))
+        if path.exists():  # e.g. one file of the recovered copy, the other missing
+            message = (f"replacing {path} with its conversion from the official {archive.name}, "
+                       "so that both splits come from the same source")
+            logger.warning("CIFAR-10: %s", message)
+            warnings.warn(message, stacklevel=3)
+        try:
+            write_atomically(path, lambda f, x=x, y=y: np.savez(f, x=x, y=y))
+        except OSError as error:
+            raise DataUnavailableError(f"cannot write {path} ({error.strerror}); make {folder} "
+                                       "writable, or set L2L_DATA to another folder") from None
         files[path.name] = md5sum(path)
     marker = {"source": CIFAR10_ARCHIVE, "archive_md5": md5sum(archive), "files": files}
     write_atomically(folder / CIFAR10_MARKER,
@@ -361,10 +395,24 @@ def _cifar10_source(folder: Path) -> str:
         try:
             marker = json.loads((folder / CIFAR10_MARKER).read_text())
             files = marker["files"]
-            if all(md5sum(folder / name) == files[name] for name in CIFAR10_CACHE.values()):
+            sums = {name: md5sum(folder / name) for name in CIFAR10_CACHE.values()}
+            wrong = {name: got for name, got in sums.items() if got != files[name]}
+            if wrong:  # converted here once, changed since: say so rather than guess quietly
+                message = (f"checksum mismatch in {folder}: "
+                           + ", ".join(f"{name} has md5 {got}, {CIFAR10_MARKER} records "
+                                       f"{files[name]}" for name, got in wrong.items())
+                           + "; the files changed after their conversion from the official "
+                           "archive (damaged, or replaced) and are taken to be the recovered "
+                           f"copy. Delete them and {CIFAR10_MARKER} to convert the archive again")
+                logger.warning("CIFAR-10: %s", message)
+                warnings.warn(message, stacklevel=3)
+            else:
                 source = "official"
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        except FileNotFoundError:
+            pass  # no marker: the recovered copy's layout
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("CIFAR-10: %s in %s cannot be read (%s); taking the converted files "
+                           "to be the recovered copy", CIFAR10_MARKER, folder, error)
         _CIFAR10_SOURCES[key] = source
     return _CIFAR10_SOURCES[key]
 
@@ -417,10 +465,10 @@ def _announce_cifar10(folder: Path, source: str) -> None:
                     CIFAR10_ARCHIVE, folder)
     else:
         logger.warning(
-            "CIFAR-10: using the converted files in %s, which were not made from the official "
-            "%s here (no valid %s): taken to be the recovered copy, with official labels and "
-            "order but lossy pixels (mean absolute error about 5.8 per pixel value)",
-            folder, CIFAR10_ARCHIVE, CIFAR10_MARKER)
+            "CIFAR-10: using the converted files in the data folder's %s/, which were not made "
+            "from the official %s here (no valid %s): taken to be the recovered copy, with "
+            "official labels and order but lossy pixels (mean absolute error about 5.8 per pixel "
+            "value)", folder.name, CIFAR10_ARCHIVE, CIFAR10_MARKER)
 
 
 def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None,
@@ -434,19 +482,16 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
     (official or recovered) is logged once; :func:`cifar10_source` returns it.
     """
     if split not in CIFAR10_CACHE:
-        raise ValueError(f"unknown CIFAR-10 split {split!r}; expected 'train' or 'test'")
+        raise ConfigError(f"unknown CIFAR-10 split {split!r}; expected 'train' or 'test'")
     folder = cifar10_folder(data_dir)
     key = (str(folder.resolve()), split)
     if key not in _CACHE:
         ensure_cifar10(data_dir, download, mirrors, checksums, progress)
         _announce_cifar10(folder, _cifar10_source(folder))
         path = folder / CIFAR10_CACHE[split]
-        try:
-            with np.load(path) as arrays:
-                x, y = arrays["x"], arrays["y"]
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            raise DataUnavailableError(f"{path} cannot be read ({error}); delete it (and "
-                                       f"{CIFAR10_MARKER}) to convert the archive again") from error
+        arrays = read_npz(path, ("x", "y"), f"delete it (and {CIFAR10_MARKER}) to convert the "
+                          "archive again, or put an intact copy in its place")
+        x, y = arrays["x"], arrays["y"]
         if (x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3)
                 or y.shape != (len(x),) or (len(y) and int(y.max()) > 9)):
             raise DataUnavailableError(

@@ -31,6 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .data import DataUnavailableError
+from .errors import ConfigError, DataError
+
 #: ImageNet RGB mean and standard deviation of images in [0, 1] (the VGG weights' convention)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -65,7 +68,7 @@ class FeatureNetwork(nn.Module):
         super().__init__()
         self.names = [name for name, _ in layers]
         if len(set(self.names)) != len(self.names):
-            raise ValueError("layer names must be distinct")
+            raise ConfigError("layer names must be distinct")
         self.features = nn.Sequential(*(module for _, module in layers))
         self.normalise = normalise
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -78,7 +81,7 @@ class FeatureNetwork(nn.Module):
         wanted = set(layers)
         unknown = wanted - set(self.names)
         if unknown:
-            raise ValueError(f"unknown layers {sorted(unknown)}; this network has {self.names}")
+            raise ConfigError(f"unknown layers {sorted(unknown)}; this network has {self.names}")
         x = images
         if self.normalise:
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
@@ -99,7 +102,7 @@ def vgg19_layers(pool: str = "max") -> list[tuple[str, nn.Module]]:
     pooling for image synthesis; the weights are the same).
     """
     if pool not in ("max", "avg"):
-        raise ValueError(f"pool must be 'max' or 'avg', not {pool!r}")
+        raise ConfigError(f"pool must be 'max' or 'avg', not {pool!r}")
     layers, channels = [], 3
     for block, widths in enumerate(VGG19_BLOCKS, start=1):
         for k, width in enumerate(widths, start=1):
@@ -140,7 +143,7 @@ def check_vgg19_state_dict(state_dict, network: FeatureNetwork | None = None,
     ``features.N.bias`` of the 16 convolutions must be present with VGG-19's shape.
     """
     if not isinstance(state_dict, dict):
-        raise ValueError(f"{source} is a {type(state_dict).__name__}, not a state dict (a dict of "
+        raise DataError(f"{source} is a {type(state_dict).__name__}, not a state dict (a dict of "
                          "tensors such as torchvision.models.vgg19().state_dict())")
     expected = (expected_vgg19_shapes() if network is None
                 else {name: tuple(p.shape) for name, p in network.state_dict().items()})
@@ -163,12 +166,12 @@ def check_vgg19_state_dict(state_dict, network: FeatureNetwork | None = None,
             some = ", ".join(map(str, list(state_dict)[:4])) or "none"
             parts.append(f"no features.* keys at all (its first keys: {some}; is it another "
                          "network, or a checkpoint that wraps the state dict?)")
-        raise ValueError(f"{source} is not a VGG-19 state dict: {'; '.join(parts)}. {hint}")
+        raise DataError(f"{source} is not a VGG-19 state dict: {'; '.join(parts)}. {hint}")
     wrong = [f"{k} {list(getattr(v, 'shape', []))} (expected {list(expected[k])})"
              for k, v in features.items()
              if not isinstance(v, Tensor) or tuple(v.shape) != expected[k]]
     if wrong:
-        raise ValueError(f"{source} has VGG-19's keys but wrong shapes: {'; '.join(wrong[:4])}"
+        raise DataError(f"{source} has VGG-19's keys but wrong shapes: {'; '.join(wrong[:4])}"
                          f"{'; …' if len(wrong) > 4 else ''}. Is it VGG-16, or a VGG with "
                          f"batch normalisation (vgg19_bn)? {hint}")
     return {k: v.float() for k, v in features.items()}
@@ -183,14 +186,14 @@ def load_vgg19(path: str | os.PathLike, pool: str = "max") -> FeatureNetwork:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataUnavailableError(
             f"no VGG-19 weights at {path}. Save torchvision's ImageNet VGG-19 there, e.g. "
             "torch.save(torchvision.models.vgg19(weights='IMAGENET1K_V1').state_dict(), path), "
             "or copy the file vgg19-dcbb9e9d.pth from torch's hub cache.")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors, zip errors, unsafe globals …
-        raise ValueError(f"{path} cannot be read as a torch state dict: {error}") from error
+        raise DataError(f"{path} cannot be read as a torch state dict: {error}") from error
     return vgg19_features(check_vgg19_state_dict(state_dict, source=str(path)), pool)
 
 
@@ -206,7 +209,7 @@ def random_features(channels: tuple[int, ...] = RANDOM_CHANNELS, seed: int = RAN
     field at each block, so the layers see structure at several scales (3, 8, 18 and 38 pixels).
     """
     if pool not in ("max", "avg"):
-        raise ValueError(f"pool must be 'max' or 'avg', not {pool!r}")
+        raise ConfigError(f"pool must be 'max' or 'avg', not {pool!r}")
     g = torch.Generator().manual_seed(seed)
     layers, previous = [], 3
     for k, width in enumerate(channels, start=1):

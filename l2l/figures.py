@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from . import checkpoint
+from .errors import ConfigError
 from .evaluate import Curve, evaluate
 from .meta import MetaConfig, MetaTrainer
 from .plotting import plot_curves
@@ -87,7 +88,7 @@ def quick_mode() -> bool:
 def figure_spec(name: str) -> FigureSpec:
     key = ALIASES.get(name, name)
     if key not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+        raise ConfigError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
     return FIGURES[key]
 
 

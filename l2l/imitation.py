@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
 from .optimizers import Optimizer, detach_state
 from .problems import make_problem
 from .seeding import generator
@@ -40,7 +41,7 @@ def make_teacher(spec: str, problem, steps: int) -> Optimizer:
 
     _, teacher, _ = make_optimizer(spec, make_problem(problem), steps)
     if teacher.learnable:
-        raise ValueError(f"imitate {spec!r}: the teacher must be a hand-designed optimizer "
+        raise ConfigError(f"imitate {spec!r}: the teacher must be a hand-designed optimizer "
                          "(sgd, rmsprop, adam, nag, with or without :RATE)")
     return teacher
 
@@ -101,7 +102,7 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
     (0: the student's steps equal the teacher's; 1: as far off as proposing no step at all).
     """
     if epochs < 1 or horizon < 1 or unroll < 1 or horizon % unroll:
-        raise ValueError(f"need epochs ≥ 1 and a horizon ({horizon}) that is a positive multiple "
+        raise ConfigError(f"need epochs ≥ 1 and a horizon ({horizon}) that is a positive multiple "
                          f"of unroll ({unroll})")
     problem = make_problem(problem).for_split("train")
     device = torch.device(device or "cpu")

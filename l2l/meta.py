@@ -9,7 +9,20 @@ memory does not grow with the horizon.
 Every ``validate_every`` epochs the optimizer is frozen and run on a fixed set of validation
 optimizees; the best one so far is kept (early stopping, Section 3). Training state is written
 atomically to ``OUT/last.pt`` and the best optimizer to ``OUT/best.pt``; ``resume=True`` continues
-an interrupted run from ``last.pt`` and reaches the same result as an uninterrupted one.
+an interrupted run from ``last.pt`` and reaches the same result as an uninterrupted one, bit for
+bit (φ, Adam's state, the random generators and the log are all in ``last.pt``).
+
+Interrupts: SIGINT (Ctrl-C) or SIGTERM during :meth:`MetaTrainer.train` only sets a flag; the
+current epoch (and its validation, if due) runs to its end, the state is saved at that epoch
+boundary and :class:`~l2l.errors.TrainingInterrupted` is raised. A second signal stops at once,
+leaving ``last.pt`` as it was last saved (also a consistent state). Temporary files that a killed
+write left in ``OUT`` are removed when training starts.
+
+Non-finite values: a meta-update whose meta-loss or meta-gradient is NaN or infinite is skipped
+(φ and Adam's state stay as they were) and counted in the log's ``skipped`` column; after
+:data:`MAX_SKIPPED` skipped updates in a row, training stops with
+:class:`~l2l.errors.NonFiniteError`. Non-finite weights are never saved, and a validation result
+that is not finite never becomes the best.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint
+from .errors import ConfigError, NonFiniteError, TrainingInterrupted, check_count, check_positive
 from .memory import retain_freed_memory
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import Problem, make_problem
@@ -37,6 +53,10 @@ from .seeding import generator, seed_for
 OBJECTIVES = ("loss", "log_loss", "late_log_loss")
 #: mixed into the training seed for random scaling's factors, a stream apart from the optimizees'
 SCALE_STREAM = 0x5CA1ED
+#: meta-updates skipped in a row (non-finite meta-loss or meta-gradient) before training stops
+MAX_SKIPPED = 5
+#: the files a training writes in its folder
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "log.json", "imitation.json")
 
 
 def meta_objective(losses: Tensor, objective: str, start: int, horizon: int) -> Tensor:
@@ -109,25 +129,34 @@ class MetaConfig:
     scale_down: bool = False
 
     def __post_init__(self):
+        for name in ("horizon", "unroll", "batch_size", "validate_every", "validation_size"):
+            check_count(name, getattr(self, name))
+        check_count("epochs", self.epochs, minimum=0)
+        check_count("seed", self.seed, minimum=0)
+        check_positive("meta_lr", self.meta_lr)
+        if self.clip_grad is not None:
+            check_positive("clip_grad (None: no clipping)", self.clip_grad)
+        check_positive("imitate_weight", self.imitate_weight, inclusive=True)
+        check_positive("random_scale", self.random_scale, minimum=1, inclusive=True)
         if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
-            raise ValueError(f"horizon ({self.horizon}) must be a positive multiple of unroll "
+            raise ConfigError(f"horizon ({self.horizon}) must be a positive multiple of unroll "
                              f"({self.unroll})")
         if self.epochs < 0 or self.batch_size < 1 or self.validate_every < 1:
-            raise ValueError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
+            raise ConfigError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, "
                              f"got {self.objective!r}")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
-            raise ValueError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
+            raise ConfigError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
         if self.imitate_weight < 0 or (self.imitate_weight > 0) != (self.imitate is not None):
-            raise ValueError("imitation during meta-training needs both a teacher (imitate) and a "
+            raise ConfigError("imitation during meta-training needs both a teacher (imitate) and a "
                              f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
         if not self.random_scale >= 1:
-            raise ValueError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
+            raise ConfigError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
         if self.scale_down and self.random_scale == 1:
-            raise ValueError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
+            raise ConfigError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
                              "random_scale R > 1")
 
 
@@ -160,6 +189,42 @@ def validation_loss(problem: Problem, optimizer, optimizees, horizon: int, devic
     losses = losses[1:].double()
     losses = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
     return {"meta_loss": losses.mean().item(), "final_loss": losses[-1].mean().item()}
+
+
+def all_finite(state: dict) -> bool:
+    """Whether every floating-point tensor of a state dict is finite."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values()
+               if isinstance(v, Tensor) and v.is_floating_point())
+
+
+class StopOnSignal:
+    """Within ``with``: SIGINT and SIGTERM only set :attr:`signal`, so that the training loop can
+    stop at a consistent point; a second signal raises ``KeyboardInterrupt`` at once. Outside the
+    main thread (where Python cannot install handlers) it does nothing."""
+
+    SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+    def __init__(self, notice: str = ""):
+        self.signal, self.notice, self._previous = None, notice, {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        if self.notice:
+            tqdm.write(self.notice)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False
 
 
 class MetaTrainer:
@@ -205,6 +270,10 @@ class MetaTrainer:
         self.best_epoch = -1
         self.best_state = checkpoint.cpu_state(optimizer)
         self.log: list[dict] = []
+        self.skipped = 0  # meta-updates skipped in the last epoch
+        self.skipped_in_a_row = 0
+        self._out_of_time = False
+        self._saved_epoch = None
         self._validation_set = None
         self.shadowed = None
         if self.config.imitate is not None:
@@ -222,8 +291,13 @@ class MetaTrainer:
         return cfg.meta_lr
 
     def train_epoch(self, epoch: int) -> float:
-        """Sample a batch of optimizees and meta-train on it for one horizon; mean meta-loss."""
+        """Sample a batch of optimizees and meta-train on it for one horizon; mean meta-loss.
+
+        A truncation whose meta-loss or meta-gradient is not finite changes nothing (counted in
+        :attr:`skipped`); :data:`MAX_SKIPPED` of them in a row raise
+        :class:`~l2l.errors.NonFiniteError`."""
         cfg = self.config
+        self.skipped = 0
         for group in self.meta_optimizer.param_groups:
             group["lr"] = self.meta_lr(epoch)
         optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
@@ -242,11 +316,28 @@ class MetaTrainer:
                 meta_loss = meta_loss + cfg.imitate_weight * torch.stack(self.shadowed.errors).mean()
                 self.shadowed.errors.clear()
             self.meta_optimizer.zero_grad(set_to_none=True)
+            applied = False
             if torch.isfinite(meta_loss):
                 meta_loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
-                self.meta_optimizer.step()
+                grads = [p.grad for p in self.optimizer.parameters() if p.grad is not None]
+                if all(bool(torch.isfinite(g).all()) for g in grads):
+                    if cfg.clip_grad:
+                        torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
+                    self.meta_optimizer.step()
+                    applied = True
+                self.meta_optimizer.zero_grad(set_to_none=True)
+            if applied:
+                self.skipped_in_a_row = 0
+            else:
+                self.skipped += 1
+                self.skipped_in_a_row += 1
+                if self.skipped_in_a_row >= MAX_SKIPPED:
+                    raise NonFiniteError(
+                        f"meta-training stopped in epoch {epoch + 1}: {self.skipped_in_a_row} "
+                        "meta-updates in a row were skipped because the meta-loss or its "
+                        "gradient was NaN or infinite (the optimizees diverge, or φ's steps "
+                        "overflow); nothing non-finite was saved. Try a smaller meta learning "
+                        "rate or output scale, or clip the meta-gradient")
             meta_losses.append(meta_loss.item())
             theta, state = theta.detach(), detach_state(state)
             if not torch.isfinite(theta).all():
@@ -263,7 +354,13 @@ class MetaTrainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> TrainingResult:
-        """Run (or, with ``resume``, continue) meta-training; return the best optimizer."""
+        """Run (or, with ``resume``, continue) meta-training; return the best optimizer.
+
+        Raises :class:`~l2l.errors.TrainingInterrupted` after saving, on SIGINT or SIGTERM (see
+        the module's docstring), and :class:`~l2l.errors.NonFiniteError` when the run goes
+        non-finite."""
+        if self.out is not None:
+            checkpoint.remove_stale_temporaries(self.out, RUN_FILES)
         if resume:
             self.load_training_state()
         cfg = self.config
@@ -273,43 +370,70 @@ class MetaTrainer:
         started = time.perf_counter()
         # the log's "seconds" count the wall time of every leg of a resumed run
         before = self.log[-1]["seconds"] if self.log else 0.0
+        notice = ("interrupt: finishing this epoch, then saving the training state (interrupt "
+                  "again to stop at once)")
         try:
-            for epoch in bar:
-                row = {"epoch": epoch + 1, "meta_loss": self.train_epoch(epoch)}
-                self.epoch = epoch + 1
-                out_of_time = (self.time_limit is not None
-                               and time.perf_counter() - started > self.time_limit)
-                validating = (self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs
-                              or out_of_time)
-                if validating:
-                    figures = self.validate()
-                    row.update({f"val_{k}": v for k, v in figures.items()})
-                    score = figures[cfg.select_by]
-                    if score < self.best_validation:
-                        self.best_validation, self.best_epoch = score, self.epoch
-                        self.best_state = checkpoint.cpu_state(self.optimizer)
-                        self.save_best()
-                    bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
-                                    val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
-                row["seconds"] = round(before + time.perf_counter() - started, 2)
-                self.log.append(row)
-                if validating:  # a resumable state after each validation
-                    self.save_training_state()
-                if out_of_time:
-                    bar.write(f"time limit of {self.time_limit:g} s reached after epoch "
-                              f"{self.epoch} of {cfg.epochs}; --resume continues the run")
-                    break
-        except KeyboardInterrupt:
-            self.save_training_state()
-            raise
+            with StopOnSignal(notice if self.progress else "") as stop:
+                for epoch in bar:
+                    self._epoch(epoch, bar, started, before)
+                    if self.epoch < cfg.epochs and (stop.signal is not None or self._out_of_time):
+                        break
+        except KeyboardInterrupt:  # a second signal: last.pt is as it was last saved
+            saved = f"; {self.out / 'last.pt'} holds the last saved state" if self.out else ""
+            raise TrainingInterrupted(f"meta-training stopped at once{saved}; rerun with "
+                                      "--resume to continue from there") from None
+        if self.epoch < cfg.epochs and stop.signal is not None:
+            if self._saved_epoch != self.epoch:  # a validated epoch is saved already
+                self.save_training_state()
+            where = (f"the training state is saved in {self.out / 'last.pt'}; rerun the same "
+                     "command with --resume to continue" if self.out else "nothing was saved "
+                     "(no output folder)")
+            raise TrainingInterrupted(f"interrupted after epoch {self.epoch} of {cfg.epochs}; "
+                                      f"{where}")
         if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
-            self.best_validation, self.best_epoch = self.validate()[cfg.select_by], self.epoch
+            score = self.validate()[cfg.select_by]
+            if not math.isfinite(score):
+                raise NonFiniteError(f"the optimizer's validation {cfg.select_by} is {score}: "
+                                     "it diverges on the validation optimizees; no best.pt "
+                                     "written")
+            self.best_validation, self.best_epoch = score, self.epoch
             self.best_state = checkpoint.cpu_state(self.optimizer)
             self.save_best()
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()
         return TrainingResult(best, self.best_validation, self.best_epoch, self.log)
+
+    def _epoch(self, epoch: int, bar, started: float, before: float) -> None:
+        """One epoch of :meth:`train`: meta-train, validate if due, log, save if validated."""
+        cfg = self.config
+        row = {"epoch": epoch + 1, "meta_loss": self.train_epoch(epoch), "skipped": self.skipped}
+        self.epoch = epoch + 1
+        if not all_finite(self.optimizer.state_dict()):
+            raise NonFiniteError(f"φ is not finite after epoch {self.epoch} (the meta-updates "
+                                 "overflowed); nothing non-finite was saved. Try a smaller meta "
+                                 "learning rate, or clip the meta-gradient")
+        self._out_of_time = (self.time_limit is not None
+                             and time.perf_counter() - started > self.time_limit)
+        validating = (self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs
+                      or self._out_of_time)
+        if validating:
+            figures = self.validate()
+            row.update({f"val_{k}": v for k, v in figures.items()})
+            score = figures[cfg.select_by]
+            if score < self.best_validation:  # never true for NaN or infinity
+                self.best_validation, self.best_epoch = score, self.epoch
+                self.best_state = checkpoint.cpu_state(self.optimizer)
+                self.save_best()
+            bar.set_postfix(meta_loss=f"{row['meta_loss']:.4g}",
+                            val=f"{score:.4g}", best=f"{self.best_validation:.4g}")
+        row["seconds"] = round(before + time.perf_counter() - started, 2)
+        self.log.append(row)
+        if validating:  # a resumable state after each validation
+            self.save_training_state()
+        if self._out_of_time and self.epoch < cfg.epochs:
+            bar.write(f"time limit of {self.time_limit:g} s reached after epoch "
+                      f"{self.epoch} of {cfg.epochs}; --resume continues the run")
 
     # -- persistence ---------------------------------------------------------------------------
     def provenance(self) -> dict:
@@ -323,6 +447,8 @@ class MetaTrainer:
     def save_best(self):
         if self.out is None:
             return
+        if not all_finite(self.best_state):  # the checks in train() make this unreachable
+            raise NonFiniteError("refusing to save non-finite weights as best.pt")
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         checkpoint.save_optimizer(best, self.out / "best.pt", self.provenance())
@@ -330,6 +456,11 @@ class MetaTrainer:
     def save_training_state(self):
         if self.out is None:
             return
+        if not all_finite(self.optimizer.state_dict()):  # unreachable through train()
+            raise NonFiniteError("refusing to save non-finite weights in last.pt")
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         checkpoint.atomic_save({
             "format": "l2l-training/1",
             "problem": self.problem.spec(),
@@ -341,7 +472,10 @@ class MetaTrainer:
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
             "log": self.log,
+            "skipped_in_a_row": self.skipped_in_a_row,
+            "rng": rng,
         }, self.out / "last.pt")
+        self._saved_epoch = self.epoch
         self.write_log()
 
     def write_log(self):
@@ -352,25 +486,36 @@ class MetaTrainer:
         checkpoint.atomic_write_text(json.dumps(record, indent=1), self.out / "log.json")
 
     def load_training_state(self):
-        """Continue from ``OUT/last.pt`` (no-op with a message if there is none)."""
+        """Continue from ``OUT/last.pt``; a :class:`~l2l.errors.ConfigError` if there is none,
+        a :class:`~l2l.checkpoint.CheckpointError` if it is damaged."""
         path = None if self.out is None else self.out / "last.pt"
         if path is None or not path.exists():
-            raise FileNotFoundError(f"cannot resume: no training state at {path}; run without "
-                                    "--resume to start a new training")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+            raise ConfigError(f"cannot resume: no training state at {path}; run without "
+                              "--resume to start a new training")
+        fix = "restore it, or start over with --force (or another --out)"
+        state = checkpoint.read(path, "training state", weights_only=False, fix=fix)
+        if not isinstance(state, dict) or state.get("format") != "l2l-training/1":
+            raise checkpoint.CheckpointError(f"{path} is not an l2l training state; {fix}")
         if state.get("problem") != self.problem.spec():
-            raise ValueError(f"{path} was trained on {state.get('problem')!r}, not "
-                             f"{self.problem.spec()!r}")
+            raise ConfigError(f"{path} was trained on {state.get('problem')!r}, not "
+                              f"{self.problem.spec()!r}")
         defaults = asdict(MetaConfig())  # settings added after a run was saved take their default
         saved = {k: v for k, v in {**defaults, **state["config"]}.items() if k != "epochs"}
         mine = {k: v for k, v in asdict(self.config).items() if k != "epochs"}
         if saved != mine:
             diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
-            raise ValueError(f"{path} used different settings (saved, now): {diff}")
+            raise ConfigError(f"{path} used different settings (saved, now): {diff}")
         self.optimizer.load_state_dict(state["optimizer"]["state_dict"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.epoch = state["epoch"]
         self.best_validation, self.best_epoch = state["best_validation"], state["best_epoch"]
         self.best_state = state["best_state"]
         self.log = state["log"]
+        self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
+        self._saved_epoch = self.epoch
+        rng = state.get("rng", {})  # absent from states saved before it was recorded
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from .errors import ConfigError
+
 
 def preprocess_gradients(grad: Tensor, p: float = 10.0) -> Tensor:
     """Encode gradients as in Appendix A of the paper.
@@ -30,7 +32,7 @@ def preprocess_gradients(grad: Tensor, p: float = 10.0) -> Tensor:
         gradients smaller than e^{-p} in magnitude.
     """
     if p <= 0:
-        raise ValueError(f"preprocessing scale p must be positive, got {p}")
+        raise ConfigError(f"preprocessing scale p must be positive, got {p}")
     threshold = math.exp(-p)
     magnitude = grad.abs()
     big = magnitude >= threshold

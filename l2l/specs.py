@@ -10,8 +10,10 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
+from .errors import ConfigError
 
-class SpecError(ValueError):
+
+class SpecError(ConfigError):
     """A spelling on the command line names something that does not exist or is malformed."""
 
 

@@ -160,8 +160,40 @@ def test_a_marker_that_does_not_match_the_files_is_not_believed(server, tmp_path
     x[0, 0, 0] ^= 1  # a different (e.g. recovered) file put in place of the converted one
     np.savez(folder / "cifar10_test.npz", x=x, y=y)
     monkeypatch.setattr(data, "_CIFAR10_SOURCES", {})
-    assert data.cifar10_source(tmp_path) == "recovered"
+    with pytest.warns(UserWarning, match="checksum mismatch.*cifar10_test.npz has md5"):
+        assert data.cifar10_source(tmp_path) == "recovered"  # and says why
     assert data.cifar10_source(tmp_path / "elsewhere") == "missing"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_converted_file_names_itself_and_the_fix(tmp_path, damage):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    for name in data.CIFAR10_CACHE.values():
+        np.savez(folder / name, x=np.full((4, 32, 32, 3), 7, np.uint8), y=np.arange(4, dtype=np.uint8))
+    path = folder / "cifar10_train.npz"
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[:len(raw) // 2]
+    else:
+        raw[len(raw) // 3] ^= 0x10  # one bit in the pixels: the zip's CRC catches it
+    path.write_bytes(bytes(raw))
+    with pytest.raises(data.DataUnavailableError) as error:
+        data.load_cifar10("train", tmp_path, download=False)
+    message = str(error.value)
+    assert str(path) in message and "truncated or corrupted" in message and "delete it" in message
+    assert "\n" not in message
+
+
+def test_converting_says_when_it_replaces_a_file_already_there(server, tmp_path):
+    url, checksums, expected = server
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    np.savez(folder / "cifar10_train.npz", x=np.zeros((1, 32, 32, 3), np.uint8), y=np.zeros(1, np.uint8))
+    with pytest.warns(UserWarning, match="replacing .*cifar10_train.npz"):
+        data.ensure_cifar10(tmp_path, mirrors=[url], checksums=checksums, progress=False)
+    x, y = data.load_cifar10("train", tmp_path, download=False)
+    check_split(x, y, expected["train"])
 
 
 def test_unreadable_or_misshapen_files_say_so(tmp_path):

@@ -116,3 +116,163 @@ def test_second_stage_takes_a_new_output_scale_and_refuses_a_new_shape(capsys, t
     code, _, err = run(capsys, "train", "quadratic:dim=2", *init, "--hidden-size", "7",
                        "--out", str(tmp_path / "c"), *common)
     assert code != 0 and "--hidden-size 7 does not fit --init" in err
+
+
+# ------------------------------------------------------------------ every bad input, one line
+
+def invoke(capsys, argv):
+    """Run the command line in this process: (exit code, stdout, stderr), argparse's exits too."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """Files a careless user may hand over: {name: path}."""
+    import torch
+
+    from l2l.checkpoint import PRETRAINED_DIR
+
+    files = {"dir": tmp_path / "a folder", "text": tmp_path / "notes.txt",
+             "empty": tmp_path / "empty.pt", "cut": tmp_path / "cut.pt",
+             "plain": tmp_path / "plain.pt", "run": tmp_path / "run", "textrun": tmp_path / "textrun"}
+    files["dir"].mkdir()
+    files["text"].write_text("epoch,meta_loss\n1,0.5\n")
+    files["empty"].write_bytes(b"")
+    whole = (PRETRAINED_DIR / "quadratic.pt").read_bytes()
+    files["cut"].write_bytes(whole[:len(whole) // 2])
+    torch.save({"weights": torch.zeros(3)}, files["plain"])
+    files["run"].mkdir()
+    (files["run"] / "last.pt").write_bytes(whole[:len(whole) // 3])  # a truncated training state
+    files["textrun"].mkdir()
+    (files["textrun"] / "last.pt").write_text("not a checkpoint")
+    return files
+
+
+Q = ["quadratic:dim=2"]
+EVAL = ["evaluate", *Q, "--optimizer", "adam:0.1", "--steps", "3", "--runs", "2", "--quiet"]
+TRAIN = ["train", *Q, "--epochs", "1", "--horizon", "4", "--unroll", "2", "--quiet"]
+TUNE = ["tune", *Q, "--steps", "3", "--runs", "2", "--quiet"]
+
+BAD = [
+    # train: counts, rates, scales, clipping, devices, paths, checkpoints, teachers
+    (TRAIN + ["--epochs", "-1"], "argument --epochs: must be an integer ≥ 0, got '-1'"),
+    (TRAIN + ["--epochs", "many"], "argument --epochs"),
+    (TRAIN + ["--horizon", "0"], "argument --horizon: must be a positive integer"),
+    (TRAIN + ["--unroll", "-3"], "argument --unroll"),
+    (TRAIN + ["--horizon", "50", "--unroll", "20"], "multiple of unroll"),
+    (TRAIN + ["--batch-size", "-1"], "argument --batch-size: must be a positive integer, got '-1'"),
+    (TRAIN + ["--batch-size", "0"], "argument --batch-size"),
+    (TRAIN + ["--meta-lr", "0"], "argument --meta-lr: must be a positive finite number, got '0'"),
+    (TRAIN + ["--meta-lr", "nan"], "argument --meta-lr"),
+    (TRAIN + ["--meta-lr", "inf"], "argument --meta-lr"),
+    (TRAIN + ["--meta-lr", "-1e-3"], "argument --meta-lr"),
+    (TRAIN + ["--clip-grad", "-1"], "argument --clip-grad: must be a positive finite number"),
+    (TRAIN + ["--clip-grad", "0"], "argument --clip-grad"),
+    (TRAIN + ["--clip-grad", "nan"], "argument --clip-grad"),
+    (TRAIN + ["--validation-size", "0"], "argument --validation-size"),
+    (TRAIN + ["--validate-every", "0"], "argument --validate-every"),
+    (TRAIN + ["--hidden-size", "0"], "argument --hidden-size"),
+    (TRAIN + ["--num-layers", "-2"], "argument --num-layers"),
+    (TRAIN + ["-p", "0"], "argument -p"),
+    (TRAIN + ["--output-scale", "nan"], "argument --output-scale: must be a positive finite number"),
+    (TRAIN + ["--output-scale", "-0.1"], "argument --output-scale"),
+    (TRAIN + ["--random-scale", "0.5"], "argument --random-scale: must be a finite number ≥ 1"),
+    (TRAIN + ["--random-scale", "inf"], "argument --random-scale"),
+    (TRAIN + ["--scale-down"], "needs random_scale R > 1"),
+    (TRAIN + ["--imitate-epochs", "-1"], "argument --imitate-epochs"),
+    (TRAIN + ["--imitate-lr", "0"], "argument --imitate-lr"),
+    (TRAIN + ["--imitate-weight", "-1"], "argument --imitate-weight"),
+    (TRAIN + ["--imitate-weight", "0.5"], "--imitate-weight needs --imitate"),
+    (TRAIN + ["--imitate", "adamw"], "--imitate 'adamw': the teacher must be a hand-designed"),
+    (TRAIN + ["--imitate", "pretrained:quadratic"], "the teacher must be a hand-designed"),
+    (TRAIN + ["--imitate", "adam:nan"], "bad learning rate in 'adam:nan'"),
+    (TRAIN + ["--time-limit", "0"], "argument --time-limit"),
+    (TRAIN + ["--seed", "-1"], "argument --seed: must be an integer in [0, 2^63)"),
+    (TRAIN + ["--seed", str(2**64)], "argument --seed"),
+    (TRAIN + ["--objective", "final"], "argument --objective: invalid choice"),
+    (TRAIN + ["--device", "mps"], "--device mps: "),
+    (TRAIN + ["--device", "cuda:7"], "--device cuda:7: "),
+    (TRAIN + ["--device", "tpu"], "--device 'tpu'"),
+    (TRAIN + ["--out", "{text}"], "is a file, not a folder"),
+    (TRAIN + ["--out", "{text}/sub"], "is a file, not a folder"),
+    (TRAIN + ["--out", "{run}"], "already holds a training run"),
+    (TRAIN + ["--out", "{run}", "--resume"], "training state {run}/last.pt is truncated or corrupted"),
+    (TRAIN + ["--out", "{textrun}", "--resume"], "is not an l2l training state"),
+    (TRAIN + ["--out", "{dir}/new", "--resume"], "cannot resume: no training state"),
+    (TRAIN + ["--init", "lstm:{text}"], "is not an l2l optimizer checkpoint"),
+    (TRAIN + ["--init", "lstm:{cut}"], "is truncated or corrupted"),
+    (TRAIN + ["--init", "pretrained:nope"], "no pretrained optimizer 'nope'"),
+    (TRAIN + ["--init", "pretrained:quadratic", "--hidden-size", "7"], "does not fit --init"),
+    (["train", "quadratc"], "unknown problem 'quadratc'"),
+    (["train", "quadratic:dim=0"], "dim must be positive"),
+    # evaluate
+    (EVAL + ["--steps", "-5"], "argument --steps: must be a positive integer, got '-5'"),
+    (EVAL + ["--steps", "0"], "argument --steps"),
+    (EVAL + ["--runs", "-2"], "argument --runs: must be a positive integer, got '-2'"),
+    (EVAL + ["--runs", "0"], "argument --runs"),
+    (EVAL + ["--tune-runs", "0"], "argument --tune-runs"),
+    (EVAL + ["--batch-size", "-1"], "argument --batch-size"),
+    (EVAL + ["--seed", "-3"], "argument --seed"),
+    (EVAL + ["--at", "-1"], "argument --at"),
+    (EVAL + ["--at", "9"], "--at 9: the table has steps 0…3"),
+    (EVAL + ["--device", "mps"], "--device mps: "),
+    (EVAL + ["--device", "cuda"], "--device cuda: "),
+    (EVAL + ["--json", "{dir}"], "--json {dir}: is a folder"),
+    (EVAL + ["--save", "{dir}"], "--save {dir}: is a folder"),
+    (EVAL + ["--plot", "{dir}"], "--plot {dir}: is a folder"),
+    (EVAL + ["--json", "{text}/out.json"], "is a file, not a folder"),
+    (EVAL + ["--plot", "{dir}/curves.gif"], "unknown file type '.gif'"),
+    (EVAL + ["--plot", "{dir}/curves"], "unknown file type '(none)'"),
+    (EVAL + ["--optimizer", "adam:nan"], "bad learning rate in 'adam:nan'"),
+    (EVAL + ["--optimizer", "sgd:inf"], "bad learning rate in 'sgd:inf'"),
+    (EVAL + ["--optimizer", "nag:-1"], "bad learning rate in 'nag:-1'"),
+    (EVAL + ["--optimizer", "rmsprop:0"], "bad learning rate in 'rmsprop:0'"),
+    (EVAL + ["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
+    (EVAL + ["--optimizer", "lstm:{text}"], "is not an l2l optimizer checkpoint"),
+    (EVAL + ["--optimizer", "lstm:{empty}"], "is not an l2l optimizer checkpoint"),
+    (EVAL + ["--optimizer", "lstm:{cut}"], "is truncated or corrupted"),
+    (EVAL + ["--optimizer", "lstm:{plain}"], "is not an l2l optimizer checkpoint (format"),
+    (EVAL + ["--optimizer", "lstm:{dir}"], "does not exist"),
+    (EVAL + ["--optimizer", "pretrained:cifar10"], "one LSTM per group"),
+    (["evaluate", "quadratic:dim=-1", "--optimizer", "adam"], "dim must be positive"),
+    # tune
+    (TUNE + ["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
+    (TUNE + ["--steps", "-3"], "argument --steps"),
+    (TUNE + ["--runs", "0"], "argument --runs"),
+    (TUNE + ["--grid", "0.1,nan"], "argument --grid: rates must be positive finite numbers"),
+    (TUNE + ["--grid", "-1,0.1"], "argument --grid"),
+    (TUNE + ["--grid", "fast"], "argument --grid"),
+    (TUNE + ["--refine", "-1"], "argument --refine"),
+    (TUNE + ["--tune-batch", "0"], "argument --tune-batch"),
+    (TUNE + ["--optimizer", "adamw"], "unknown baseline 'adamw'"),
+    (TUNE + ["--device", "mps"], "--device mps: "),
+    (TUNE + ["--store", "--store-path", "{dir}"], "--store-path {dir}: is a folder"),
+    # reproduce
+    (["reproduce", "fig99"], "unknown figure 'fig99'"),
+    (["reproduce", "fig4-left", "--runs", "0"], "argument --runs"),
+    (["reproduce", "fig4-left", "--runs", "-1"], "argument --runs"),
+    (["reproduce", "fig4-left", "--seed", "-1"], "argument --seed"),
+    (["reproduce", "fig4-left", "--out", "{text}"], "is a file, not a folder"),
+    # the command itself
+    (["trian", "quadratic"], "invalid choice: 'trian'"),
+    (["evaluate", "quadratic"], "the following arguments are required: --optimizer"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(argv) for argv, _ in BAD])
+def test_every_bad_input_is_one_line_before_any_work(capsys, bad_files, argv, message):
+    names = {k: str(v) for k, v in bad_files.items()}
+    argv = [a.format(**names) for a in argv]
+    before = {p for p in bad_files["dir"].parent.rglob("*")}
+    code, out, err = invoke(capsys, argv)
+    assert code == 2, (code, err)
+    assert err.startswith("l2l: error: ") and message.format(**names) in err, err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "best validation" not in out and "optimizer" not in out  # no work was done
+    after = {p for p in bad_files["dir"].parent.rglob("*")}
+    assert after == before  # nothing written, no temporary file left

@@ -234,3 +234,80 @@ def test_random_scaling_multiplies_each_function_by_its_own_factor():
         _config(scale_down=True)
     trainer = MetaTrainer("quadratic", config=_config(random_scale=4.0, epochs=1), progress=False)
     assert torch.isfinite(torch.tensor(trainer.train_epoch(0)))
+
+
+# ------------------------------------------------------------------ non-finite meta-gradients
+
+def _nan_gradient_from(monkeypatch, first_call: int, last_call: int | None = None):
+    """Give the meta-loss of truncations ``first_call``…``last_call`` (1-based) a NaN gradient
+    with respect to φ while its value stays finite: loss + √(0·loss), whose derivative is 0·∞."""
+    import l2l.meta
+
+    real, count = l2l.meta.meta_objective, [0]
+
+    def poisoned(*args):
+        count[0] += 1
+        loss = real(*args)
+        if count[0] >= first_call and (last_call is None or count[0] <= last_call):
+            loss = loss + (loss * 0).sqrt()
+        return loss
+
+    monkeypatch.setattr(l2l.meta, "meta_objective", poisoned)
+
+
+def _finite_files(folder):
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).exists():
+            state = torch.load(folder / name, weights_only=False)
+            weights = state["state_dict"] if name == "best.pt" else state["optimizer"]["state_dict"]
+            assert all(torch.isfinite(w).all() for w in weights.values()), name
+
+
+def test_a_nan_meta_gradient_is_skipped_counted_and_never_saved(tmp_path, monkeypatch):
+    config = _config(epochs=4, horizon=10, unroll=5, validate_every=1)  # 2 truncations an epoch
+    clean = MetaTrainer("quadratic", config=config, out=tmp_path / "clean", progress=False)
+    clean.train_epoch(0)
+    _nan_gradient_from(monkeypatch, 3, 4)  # both truncations of epoch 2
+    trainer = MetaTrainer("quadratic", config=config, out=tmp_path / "run", progress=False)
+    trainer.train_epoch(0)
+    after_one = {k: v.clone() for k, v in trainer.optimizer.state_dict().items()}
+    for a, b in zip(trainer.optimizer.parameters(), clean.optimizer.parameters()):
+        assert torch.equal(a, b)
+    trainer.train_epoch(1)  # both updates skipped: φ untouched, not NaN
+    assert trainer.skipped == 2
+    assert all(torch.equal(v, trainer.optimizer.state_dict()[k]) for k, v in after_one.items())
+    monkeypatch.undo()
+    _nan_gradient_from(monkeypatch, 3, 4)  # the same in a whole run
+    result = MetaTrainer("quadratic", config=config, out=tmp_path / "full", progress=False).train()
+    assert [row["skipped"] for row in result.log] == [0, 2, 0, 0]
+    _finite_files(tmp_path / "full")
+
+
+def test_a_run_that_stays_non_finite_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
+    from l2l.cli import main
+    from l2l.meta import MAX_SKIPPED
+
+    _nan_gradient_from(monkeypatch, 1)  # every meta-gradient NaN from the start
+    out = tmp_path / "run"
+    code = main(["train", "quadratic:dim=3", "--epochs", "20", "--batch-size", "2", "--horizon", "4",
+                 "--unroll", "2", "--validate-every", "10", "--validation-size", "2",
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("l2l: error: meta-training stopped in epoch 3")
+    assert f"{MAX_SKIPPED} meta-updates in a row were skipped" in err and err.count("\n") == 1
+    assert not (out / "best.pt").exists() and not (out / "last.pt").exists()  # before validation
+
+
+def test_an_optimizer_that_diverges_everywhere_writes_no_best(tmp_path, capsys):
+    """Steps so long that every optimizee overflows: no finite meta-loss, no finite validation,
+    no best.pt, a non-zero exit."""
+    from l2l.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "quadratic:dim=3", "--epochs", "2", "--batch-size", "2", "--horizon", "4",
+                 "--unroll", "2", "--validation-size", "2", "--output-scale", "1e30",
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "l2l: error: " in err and "Traceback" not in err
+    assert not (out / "best.pt").exists()
+    _finite_files(out)

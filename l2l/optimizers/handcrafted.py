@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import check_positive
 from .base import Optimizer, State, as_rate
 
 
@@ -23,6 +24,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float | Tensor = 0.1):
         super().__init__()
+        if not isinstance(lr, Tensor):  # a tensor of rates is tuning's batch of them
+            check_positive("lr", lr)
         self.lr = lr
 
     def init_state(self, theta: Tensor, groups=None) -> State:

@@ -18,6 +18,7 @@ import os
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError, check_count, check_positive
 from ..preprocessing import preprocess_gradients
 from . import _native
 from .base import Optimizer, State
@@ -138,11 +139,11 @@ class CoordinatewiseLSTM(nn.Module):
                  engine: str | None = None):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
-            raise ValueError(f"need hidden_size ≥ 1 and num_layers ≥ 1, got {hidden_size}, {num_layers}")
+            raise ConfigError(f"need hidden_size ≥ 1 and num_layers ≥ 1, got {hidden_size}, {num_layers}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.engine = engine or os.environ.get("L2L_LSTM_ENGINE", "auto")
         if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+            raise ConfigError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         bound = 1.0 / math.sqrt(hidden_size)
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
 
@@ -235,11 +236,15 @@ class LSTMOptimizer(Optimizer):
         scale_free: bool = False,
     ):
         super().__init__()
+        check_count("hidden_size", hidden_size)
+        check_count("num_layers", num_layers)
+        check_positive("p", p)
+        check_positive("output_scale", output_scale)
         if rms_output and not adam_inputs:
-            raise ValueError("rms_output (--rms-output) scales steps by Adam's second moment, "
+            raise ConfigError("rms_output (--rms-output) scales steps by Adam's second moment, "
                              "which only adam_inputs (--adam-inputs) keeps; set both")
         if scale_free and not adam_inputs:
-            raise ValueError("scale_free (--scale-free) leaves the LSTM Adam's normalised "
+            raise ConfigError("scale_free (--scale-free) leaves the LSTM Adam's normalised "
                              "moments as its only inputs, which only adam_inputs "
                              "(--adam-inputs) computes; set both")
         self.hidden_size, self.num_layers = hidden_size, num_layers
@@ -252,7 +257,7 @@ class LSTMOptimizer(Optimizer):
             self.net = CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
         else:
             if not self.groups or len(set(self.groups)) != len(self.groups):
-                raise ValueError(f"groups must be distinct names, got {groups!r}")
+                raise ConfigError(f"groups must be distinct names, got {groups!r}")
             self.nets = nn.ModuleDict({g: CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
                                        for g in self.groups})
 
@@ -266,14 +271,14 @@ class LSTMOptimizer(Optimizer):
     @engine.setter
     def engine(self, engine: str):
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
         for net in self._nets():
             net.engine = engine
 
     def group_rule(self, name: str) -> "LSTMOptimizer":
         """A one-LSTM optimizer that shares the weights of group ``name``'s LSTM."""
         if self.groups is None or name not in self.groups:
-            raise ValueError(f"no LSTM group {name!r}; this optimizer has "
+            raise ConfigError(f"no LSTM group {name!r}; this optimizer has "
                              f"{', '.join(self.groups) if self.groups else 'a single LSTM'}")
         view = LSTMOptimizer(**{**self.config(), "groups": None, "hidden_size": 1, "num_layers": 1})
         view.hidden_size, view.num_layers = self.hidden_size, self.num_layers
@@ -293,7 +298,7 @@ class LSTMOptimizer(Optimizer):
             return self.net.init_state(theta.numel(), theta)
         if groups is None or set(groups) != set(self.groups):
             have = "none" if groups is None else ", ".join(sorted(groups))
-            raise ValueError(f"this optimizer has one LSTM per group ({', '.join(self.groups)}) "
+            raise ConfigError(f"this optimizer has one LSTM per group ({', '.join(self.groups)}) "
                              f"but the optimizee's coordinate groups are: {have}")
         state = []
         for g in self.groups:

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
+from ..errors import ConfigError
 from ..seeding import minibatch_seed
 from .base import Layout, Optimizee, Problem, group_coordinates, layout_size, layout_slices
 
@@ -79,14 +80,14 @@ def parse_labels(text: str) -> tuple[int, ...]:
         try:
             low, high = int(first), int(last) if dash else int(first)
         except ValueError:
-            raise ValueError(f"bad label item {item!r} in {text!r}: write labels 0…9 and ranges "
+            raise ConfigError(f"bad label item {item!r} in {text!r}: write labels 0…9 and ranges "
                              "like 0-4, joined by +") from None
         if not 0 <= low <= high < NUM_LABELS:
-            raise ValueError(f"bad label item {item!r} in {text!r}: labels are 0…9 and a range "
+            raise ConfigError(f"bad label item {item!r} in {text!r}: labels are 0…9 and a range "
                              "runs upwards")
         labels.update(range(low, high + 1))
     if len(labels) < 2:
-        raise ValueError(f"labels {text!r} name {len(labels)} label(s); a classifier needs ≥ 2")
+        raise ConfigError(f"labels {text!r} name {len(labels)} label(s); a classifier needs ≥ 2")
     return tuple(sorted(labels))
 
 
@@ -332,7 +333,7 @@ class Cifar10(Problem):
     def __init__(self, labels: str = "0-9", channels: int = 16, hidden: int = 32,
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
         if channels < 1 or hidden < 1 or batch < 2:
-            raise ValueError(f"need channels ≥ 1, hidden ≥ 1 and batch ≥ 2 (batch norm); got "
+            raise ConfigError(f"need channels ≥ 1, hidden ≥ 1 and batch ≥ 2 (batch norm); got "
                              f"channels={channels}, hidden={hidden}, batch={batch}")
         self.labels = parse_labels(labels)
         self.channels, self.hidden, self.batch = channels, hidden, batch
@@ -356,7 +357,7 @@ class Cifar10(Problem):
         """The same problem on the held-out labels (LSTM-sub's training problem)."""
         rest = [label for label in range(NUM_LABELS) if label not in self.labels]
         if len(rest) < 2:
-            raise ValueError(f"labels {format_labels(self.labels)} leave fewer than 2 labels out")
+            raise ConfigError(f"labels {format_labels(self.labels)} leave fewer than 2 labels out")
         return Cifar10(format_labels(rest), self.channels, self.hidden, self.batch,
                        self.init_std, self.data_dir)
 

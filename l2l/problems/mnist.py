@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
+from ..errors import ConfigError
 from ..seeding import minibatch_seed
 from .base import Optimizee, Problem
 
@@ -210,10 +211,10 @@ class Mnist(Problem):
     def __init__(self, hidden: int = 20, layers: int = 1, activation: str = "sigmoid",
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
         if hidden < 1 or layers < 0 or batch < 1:
-            raise ValueError(f"need hidden ≥ 1, layers ≥ 0 and batch ≥ 1; got hidden={hidden}, "
+            raise ConfigError(f"need hidden ≥ 1, layers ≥ 0 and batch ≥ 1; got hidden={hidden}, "
                              f"layers={layers}, batch={batch}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         self.hidden, self.layers, self.activation = hidden, layers, activation
         self.batch, self.init_std, self.data_dir = batch, init_std, data_dir
         self.sizes = layer_sizes(hidden, layers)

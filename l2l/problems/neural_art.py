@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data, features
+from ..errors import ConfigError
 from .base import Optimizee, Problem
 
 #: the art data's folder inside the data dir, and the attribution file that travels with images
@@ -116,9 +117,9 @@ def _missing(path: Path) -> data.DataUnavailableError:
 def check_content(size: int, split: str) -> None:
     """Raise a clear ``ValueError`` unless content crops exist at ``size`` for ``split``."""
     if size not in CONTENT_FILES:
-        raise ValueError(f"size must be one of {sorted(CONTENT_FILES)}, not {size}")
+        raise ConfigError(f"size must be one of {sorted(CONTENT_FILES)}, not {size}")
     if split not in CONTENT_SPLITS:
-        raise ValueError(f"content must be one of {', '.join(CONTENT_SPLITS)}, not {split!r}")
+        raise ConfigError(f"content must be one of {', '.join(CONTENT_SPLITS)}, not {split!r}")
 
 
 def load_content(split: str = "train", size: int = 64, root=None) -> Tensor:
@@ -144,8 +145,9 @@ def load_content(split: str = "train", size: int = 64, root=None) -> Tensor:
     if key not in _CONTENT:
         if not path.is_file():
             raise _missing(path)
-        with np.load(path) as arrays:  # plain arrays, no pickle
-            x, index = arrays["x"], arrays[split]
+        arrays = data.read_npz(path, ("x", split), "copy the art/ folder of the project's "
+                               "shared data (see its data/README.md) again")
+        x, index = arrays["x"], arrays[split]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (size, size, 3):
             raise data.DataUnavailableError(f"{path} holds x {x.dtype}{list(x.shape)}, expected "
                                             f"uint8 [N, {size}, {size}, 3]")
@@ -166,7 +168,7 @@ def load_style(name: str, root=None) -> Tensor:
     if key not in _STYLES:
         if not path.is_file():
             if path.parent.is_dir():
-                raise ValueError(f"no style {name!r} in {path.parent}; known: "
+                raise ConfigError(f"no style {name!r} in {path.parent}; known: "
                                  f"{', '.join(style_names(root))}")
             raise _missing(path)
         from PIL import Image  # a dependency of matplotlib
@@ -344,11 +346,11 @@ class NeuralArt(Problem):
         content = content or ("train" if size == 64 else "test")
         check_content(size, content)
         if features not in DEFAULT_LAYERS:
-            raise ValueError(f"features must be one of {', '.join(DEFAULT_LAYERS)}, not {features!r}")
+            raise ConfigError(f"features must be one of {', '.join(DEFAULT_LAYERS)}, not {features!r}")
         if init not in ("content", "noise"):
-            raise ValueError(f"init must be 'content' or 'noise', not {init!r}")
+            raise ConfigError(f"init must be 'content' or 'noise', not {init!r}")
         if min(content_weight, style_weight, tv_weight, init_std) < 0:
-            raise ValueError("weights and init_std must be non-negative")
+            raise ConfigError("weights and init_std must be non-negative")
         self.style, self.size, self.content = style, size, content
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.features, self.weights = features, weights
@@ -375,7 +377,7 @@ class NeuralArt(Problem):
                 self._network = features.load_vgg19(self.vgg19_path(), pool="avg")
             missing = set(self.style_layer_names + self.content_layer_names) - set(self._network.names)
             if missing:
-                raise ValueError(f"features={self.features} has no layers {sorted(missing)}; its "
+                raise ConfigError(f"features={self.features} has no layers {sorted(missing)}; its "
                                  f"layers: {', '.join(self._network.names)}")
         return self._network
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import Optimizee, Problem
 
 
@@ -48,9 +49,9 @@ class Quadratic(Problem):
 
     def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
         if dim < 1:
-            raise ValueError(f"dim must be positive, got {dim}")
+            raise ConfigError(f"dim must be positive, got {dim}")
         if distribution not in ("gaussian", "uniform"):
-            raise ValueError(f"distribution must be 'gaussian' or 'uniform', got {distribution!r}")
+            raise ConfigError(f"distribution must be 'gaussian' or 'uniform', got {distribution!r}")
         self.dim, self.distribution, self.init_std = dim, distribution, init_std
 
     def sample(self, batch_size: int, generator: torch.Generator) -> QuadraticOptimizee:
