@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CLASSES, load_optimizer
+from .errors import check_positive
 from .optimizers.base import Optimizer as UpdateRule
 
 
@@ -46,6 +47,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
             The paper uses one LSTM for every coordinate, except on CIFAR, where convolutional and
             fully-connected parameters have their own (Section 3.3). Today's
             :class:`l2l.LSTMOptimizer` has a single LSTM, named ``"all"``; ``None`` means it.
+        skip_nonfinite: what a step does when some gradient holds a NaN or an infinity. False
+            (the default) does what ``torch.optim`` does: the gradient goes through the rule, so
+            the NaN reaches those parameters and their LSTM state, and stays. True skips the
+            whole step instead, as ``torch.amp.GradScaler`` does: no parameter moves, no LSTM
+            state advances, and :attr:`skipped_steps` counts it.
 
     Gradients: a parameter whose ``.grad`` is ``None`` at a step (unused in the forward pass, or
     frozen) is skipped: it is not updated and its LSTM state does not advance, as if the step had
@@ -59,7 +65,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params, optimizer: str | os.PathLike | UpdateRule = "pretrained:mnist",
-                 lr: float = 1.0, lstm_group: str | None = None):
+                 lr: float = 1.0, lstm_group: str | None = None, skip_nonfinite: bool = False):
         if isinstance(optimizer, (str, os.PathLike)):
             optimizer = load_optimizer(optimizer)
         if not isinstance(optimizer, UpdateRule):
@@ -72,9 +78,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 f"LearnedOptimizer runs coordinatewise rules whose state has one row per "
                 f"coordinate, such as l2l.LSTMOptimizer; {type(optimizer).__name__}'s does not "
                 "(for hand-designed rules use torch.optim)")
-        if not lr >= 0:
-            raise ValueError(f"lr must be ≥ 0, got {lr}")
+        check_positive("lr", lr, inclusive=True)  # 0 is allowed: a scheduler may reach it
         self.rule = optimizer
+        self.skip_nonfinite = bool(skip_nonfinite)
+        #: steps skipped for a non-finite gradient (with ``skip_nonfinite``)
+        self.skipped_steps = 0
         super().__init__(params, {"lr": lr, "lstm_group": lstm_group})
 
     # ---------------------------------------------------------------- parameter groups
@@ -134,6 +142,10 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     raise RuntimeError("all parameters of a LearnedOptimizer parameter group "
                                        "must be on one device")
                 work.append((group, params))
+        if self.skip_nonfinite and not all(bool(torch.isfinite(p.grad).all())
+                                           for _, params in work for p in params):
+            self.skipped_steps += 1
+            return loss
         for group, params in work:
             self._step_group(group, params)
         return loss

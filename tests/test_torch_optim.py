@@ -143,6 +143,42 @@ def test_none_gradients_are_skipped_and_keep_their_state():
     assert not all(torch.equal(p, q) for p, q in zip(unused.parameters(), before))
 
 
+def _nan_step(opt, model, step):
+    """One step whose gradients hold a NaN (as an overflowing loss would give)."""
+    x, y = batch(step)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    next(model.parameters()).grad.view(-1)[0] = float("nan")
+    opt.step()
+
+
+def test_a_nan_gradient_spreads_as_in_torch_optim_unless_skipped():
+    # the default, as torch.optim.Adam: the NaN reaches the parameter and its LSTM state
+    model = small_cnn()
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule())
+    train(model, opt, 2)
+    _nan_step(opt, model, 2)
+    first = next(model.parameters())
+    assert torch.isnan(first).any() and torch.isnan(opt.state[first]["lstm"][0]).any()
+    assert opt.skipped_steps == 0
+
+    # skip_nonfinite: the step changes nothing; the run then goes on as if it never happened
+    model, clean = small_cnn(), small_cnn()
+    opt = LearnedOptimizer(model.parameters(), optimizer=small_rule(), skip_nonfinite=True)
+    reference = LearnedOptimizer(clean.parameters(), optimizer=small_rule())
+    train(model, opt, 2)
+    train(clean, reference, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    _nan_step(opt, model, 2)
+    assert opt.skipped_steps == 1
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    assert all(opt.state[p]["step"] == 2 for p in model.parameters())
+    train(model, opt, 3, start=3)
+    train(clean, reference, 3, start=3)
+    for p, q in zip(model.parameters(), clean.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_sparse_gradients_raise_a_clear_error():
     embedding = nn.Embedding(10, 3, sparse=True)
     opt = LearnedOptimizer(embedding.parameters(), optimizer=small_rule())
