@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FIGURE ?= fig4-left
 
-.PHONY: setup reproduce test test-slow notebooks bench lint mnist-optimizer cifar10-optimizer \
-	cifar-subset-optimizers
+.PHONY: setup reproduce test test-slow notebooks notebook-results bench lint mnist-optimizer \
+	cifar10-optimizer cifar-subset-optimizers
 
 setup:
 	bash scripts/setup.sh
@@ -21,9 +21,17 @@ test-slow:
 	bash scripts/setup.sh test
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]  # 5: no slow test at the moment
 
+# re-execute the notebooks (NB=02 for one) from the stored results in notebooks/results/
+NB ?=
 notebooks:
 	bash scripts/setup.sh notebooks
-	$(PY) notebooks/execute.py
+	$(PY) notebooks/execute.py $(NB)
+
+# recompute the notebooks' stored results (hours for 04), then save the notebooks with them
+notebook-results:
+	bash scripts/setup.sh notebooks
+	$(PY) notebooks/execute.py --refresh $(NB)
+	$(PY) notebooks/execute.py $(NB)
 
 # pretrained:mnist from scratch, in two stages (l2l/pretrained/README.md): the paper's 20-step
 # unrolls on 200-step horizons, then 50-step unrolls from the best of the first stage

@@ -144,7 +144,8 @@ def plot_relative(curves, ax=None, title: str | None = None, start: int = 0, smo
 def plot_training_log(log: list[dict], axes=None, title: str = "meta-training"):
     """Meta-training from :attr:`MetaTrainer.log` rows, as two labelled panels: the training
     meta-loss per epoch (log axis for mean f, linear for a mean log f meta-loss, which is
-    negative) and the validation loss (mean f over the horizon). Returns the two axes."""
+    negative) and the validation loss (mean f over the horizon; a log axis where it spans more
+    than a decade). Returns the two axes."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 3), layout="constrained")
     train_ax, val_ax = axes
@@ -163,8 +164,10 @@ def plot_training_log(log: list[dict], axes=None, title: str = "meta-training"):
     train_ax.set_title(f"{title}: training meta-loss")
     val = [(row["epoch"], row["val_meta_loss"]) for row in log if "val_meta_loss" in row]
     if val:
-        val_ax.plot(*zip(*val), "o-", color=COLOURS["lstm"], ms=3)
-        val_ax.set_yscale("log")
+        epochs_val, losses_val = zip(*val)
+        val_ax.plot(epochs_val, losses_val, "o-", color=COLOURS["lstm"], ms=3)
+        if min(losses_val) > 0 and max(losses_val) > 10 * min(losses_val):
+            val_ax.set_yscale("log")
     val_ax.set_ylabel("validation: mean f")
     val_ax.set_title(f"{title}: validation")
     for ax in axes:

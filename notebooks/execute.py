@@ -1,14 +1,20 @@
 """Execute the numbered notebooks in place and save them with their outputs.
 
-    python notebooks/execute.py                 # every notebook, full mode
+    python notebooks/execute.py                 # every notebook, full mode, saved in place
     python notebooks/execute.py 01 02           # the ones whose names start with these
     L2L_QUICK=1 python notebooks/execute.py 01  # quick mode (as CI runs them)
+    python notebooks/execute.py --refresh 04    # recompute 04's stored results in results/
 
-Quick mode shortens every training and evaluation; the saved notebooks are executed in full mode.
+Quick mode shortens every training and evaluation; the saved notebooks are executed in full mode,
+from the results stored in ``notebooks/results/`` where their settings match. ``--refresh``
+recomputes every stored result of the notebooks named (their ``REFRESH`` parameter) and does not
+save the notebooks: run it again without ``--refresh`` to save them (``make notebook-results``
+does both).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +43,12 @@ def execute(path: Path, save: bool = True, timeout: int = 3600) -> nbformat.Note
 
 
 if __name__ == "__main__":
-    for path in notebooks(sys.argv[1:]):
+    args = sys.argv[1:]
+    refresh = "--refresh" in args
+    if refresh:
+        os.environ["L2L_REFRESH"] = "1"  # read by each notebook's parameters cell
+        args.remove("--refresh")
+    for path in notebooks(args):
         started = time.time()
-        execute(path)
+        execute(path, save=not refresh)
         print(f"{path.name}: executed in {time.time() - started:.0f} s")

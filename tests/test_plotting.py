@@ -71,7 +71,7 @@ def test_training_log_is_two_labelled_panels(train, scale, ylabel):
     train_ax, val_ax = plot_training_log(_log(train))
     assert train_ax.figure is val_ax.figure and len(train_ax.figure.axes) == 2  # no twin axis
     assert train_ax.get_yscale() == scale and train_ax.get_ylabel() == ylabel
-    assert val_ax.get_yscale() == "log" and val_ax.get_ylabel() == "validation: mean f"
+    assert val_ax.get_yscale() == "linear" and val_ax.get_ylabel() == "validation: mean f"
     (line,) = train_ax.get_lines()
     assert list(line.get_ydata()) == train   # every point drawn, none dropped
     (val,) = val_ax.get_lines()
