@@ -204,6 +204,9 @@ def resolve(spec: "str | os.PathLike") -> Path:
         text = text.split(":", 1)[1]
     path = Path(text)
     if path.is_dir():
+        if not (path / "best.pt").exists():
+            raise CheckpointError(f"{text!r} is a folder without best.pt: not a finished "
+                                  "training folder; give a .pt file or such a folder")
         path = path / "best.pt"
     if not path.exists():
         raise CheckpointError(f"optimizer checkpoint {text!r} does not exist; give a .pt file "

@@ -237,9 +237,11 @@ BAD = [
     (EVAL + ["--optimizer", "lstm:{empty}"], "is not an l2l optimizer checkpoint"),
     (EVAL + ["--optimizer", "lstm:{cut}"], "is truncated or corrupted"),
     (EVAL + ["--optimizer", "lstm:{plain}"], "is not an l2l optimizer checkpoint (format"),
-    (EVAL + ["--optimizer", "lstm:{dir}"], "does not exist"),
+    (EVAL + ["--optimizer", "lstm:{dir}"], "is a folder without best.pt"),
+    (EVAL + ["--optimizer", "lstm:{dir}/none.pt"], "does not exist"),
     (EVAL + ["--optimizer", "pretrained:cifar10"], "one LSTM per group"),
     (["evaluate", "quadratic:dim=-1", "--optimizer", "adam"], "dim must be positive"),
+    (["evaluate", "quadratic:init_std=nan", "--optimizer", "adam"], "init_std must be a finite"),
     # tune
     (TUNE + ["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
     (TUNE + ["--steps", "-3"], "argument --steps"),
@@ -276,3 +278,27 @@ def test_every_bad_input_is_one_line_before_any_work(capsys, bad_files, argv, me
     assert "best validation" not in out and "optimizer" not in out  # no work was done
     after = {p for p in bad_files["dir"].parent.rglob("*")}
     assert after == before  # nothing written, no temporary file left
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_a_damaged_data_file_is_named_with_what_to_do(capsys, tmp_path, monkeypatch, damage):
+    import numpy as np
+
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    for name in ("cifar10_train.npz", "cifar10_test.npz"):
+        path = folder / name
+        np.savez(path, x=np.full((4, 32, 32, 3), 9, np.uint8), y=np.arange(4, dtype=np.uint8) % 2)
+        raw = bytearray(path.read_bytes())
+        if damage == "truncated":
+            raw = raw[:len(raw) // 2]
+        else:
+            raw[len(raw) // 3] ^= 0x01
+        path.write_bytes(bytes(raw))
+    monkeypatch.setenv("L2L_DATA", str(tmp_path))
+    code, _, err = invoke(capsys, ["evaluate", "cifar10:labels=0-1", "--optimizer", "adam:0.1",
+                                   "--steps", "1", "--runs", "1", "--quiet"])
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert last.startswith(f"l2l: error: {folder}") and "truncated or corrupted" in last
+    assert "delete it" in last

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
-from ..errors import ConfigError
+from ..errors import ConfigError, check_positive
 from ..seeding import minibatch_seed
 from .base import Layout, Optimizee, Problem, group_coordinates, layout_size, layout_slices
 
@@ -334,7 +334,8 @@ class Cifar10(Problem):
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
         if channels < 1 or hidden < 1 or batch < 2:
             raise ConfigError(f"need channels ≥ 1, hidden ≥ 1 and batch ≥ 2 (batch norm); got "
-                             f"channels={channels}, hidden={hidden}, batch={batch}")
+                              f"channels={channels}, hidden={hidden}, batch={batch}")
+        check_positive("init_std", init_std, inclusive=True)
         self.labels = parse_labels(labels)
         self.channels, self.hidden, self.batch = channels, hidden, batch
         self.init_std, self.data_dir = init_std, data_dir

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data
-from ..errors import ConfigError
+from ..errors import ConfigError, check_positive
 from ..seeding import minibatch_seed
 from .base import Optimizee, Problem
 
@@ -212,7 +212,8 @@ class Mnist(Problem):
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
         if hidden < 1 or layers < 0 or batch < 1:
             raise ConfigError(f"need hidden ≥ 1, layers ≥ 0 and batch ≥ 1; got hidden={hidden}, "
-                             f"layers={layers}, batch={batch}")
+                              f"layers={layers}, batch={batch}")
+        check_positive("init_std", init_std, inclusive=True)
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         self.hidden, self.layers, self.activation = hidden, layers, activation

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import data, features
-from ..errors import ConfigError
+from ..errors import ConfigError, check_positive
 from .base import Optimizee, Problem
 
 #: the art data's folder inside the data dir, and the attribution file that travels with images
@@ -349,8 +349,9 @@ class NeuralArt(Problem):
             raise ConfigError(f"features must be one of {', '.join(DEFAULT_LAYERS)}, not {features!r}")
         if init not in ("content", "noise"):
             raise ConfigError(f"init must be 'content' or 'noise', not {init!r}")
-        if min(content_weight, style_weight, tv_weight, init_std) < 0:
-            raise ConfigError("weights and init_std must be non-negative")
+        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                            ("tv_weight", tv_weight), ("init_std", init_std)):
+            check_positive(name, value, inclusive=True)
         self.style, self.size, self.content = style, size, content
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.features, self.weights = features, weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_positive
 from .base import Optimizee, Problem
 
 
@@ -52,6 +52,7 @@ class Quadratic(Problem):
             raise ConfigError(f"dim must be positive, got {dim}")
         if distribution not in ("gaussian", "uniform"):
             raise ConfigError(f"distribution must be 'gaussian' or 'uniform', got {distribution!r}")
+        check_positive("init_std", init_std, inclusive=True)
         self.dim, self.distribution, self.init_std = dim, distribution, init_std
 
     def sample(self, batch_size: int, generator: torch.Generator) -> QuadraticOptimizee:
