@@ -94,15 +94,23 @@ def _train(args) -> int:
         optimizer = LSTMOptimizer(**options)
     if not args.resume and (out / "last.pt").exists() and not args.force:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
-                         "--force to start over, or --out for another folder")
+                          "--force to start over, or --out for another folder")
+    resume = args.resume and (out / "last.pt").exists()
+    if args.resume and not resume:
+        # a run interrupted before its first epoch ended saved nothing: resuming it is starting it
+        if any((out / name).exists() for name in ("best.pt", "log.csv", "log.json")):
+            raise ConfigError(f"cannot resume: {out} holds files of a run but no last.pt; "
+                              "pass --force instead of --resume to start over")
+        print(f"l2l: nothing saved in {out} yet: starting the run from its beginning",
+              file=sys.stderr)
     command = "python -m l2l " + shlex.join(args.argv)
     init = args.init
-    if args.imitate and args.imitate_epochs and not (args.resume and (out / "last.pt").exists()):
+    if args.imitate and args.imitate_epochs and not resume:
         init = _imitate_first(problem, optimizer, config, args, out)
     trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
                           progress=not args.quiet, init=init, device=device,
                           time_limit=args.time_limit)
-    result = trainer.train(resume=args.resume)
+    result = trainer.train(resume=resume)
     print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
           f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
     return 0
@@ -427,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="draw --random-scale's factors from [1/R, 1] only, so training only "
                             "shrinks f and its gradient (not in the paper)")
     train.add_argument("--out", help="run folder (default runs/PROBLEM)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt (a run stopped before saving anything "
+                            "starts from its beginning)")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")

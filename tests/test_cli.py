@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from l2l.cli import main
 
@@ -45,8 +46,20 @@ def test_train_refuses_to_overwrite_and_resume_needs_state(capsys, tmp_path):
     (tmp_path / "run" / "last.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "quadratic", "--out", str(tmp_path / "run"))
     assert code == 2 and "--resume" in err
-    code, _, err = run(capsys, "train", "quadratic", "--out", str(tmp_path / "empty"), "--resume")
-    assert code == 2 and "no training state" in err
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "best.pt").write_bytes(b"")
+    code, _, err = run(capsys, "train", "quadratic", "--out", str(tmp_path / "done"), "--resume")
+    assert code == 2 and "holds files of a run but no last.pt" in err
+    # a run stopped before it saved anything (Ctrl-C during its first epoch's setup) resumes
+    # by starting: the same run as one never interrupted
+    common = ["--epochs", "2", "--batch-size", "2", "--horizon", "4", "--unroll", "2",
+              "--validate-every", "1", "--validation-size", "2", "--quiet"]
+    code, _, err = run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "new"),
+                       "--resume", *common)
+    assert code == 0 and "nothing saved in" in err
+    assert run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "b"), *common)[0] == 0
+    a, b = (torch.load(tmp_path / d / "best.pt", weights_only=True)["state_dict"] for d in ("new", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_evaluate_json_contract(capsys, tmp_path):
@@ -148,6 +161,9 @@ def bad_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, files["plain"])
     files["run"].mkdir()
     (files["run"] / "last.pt").write_bytes(whole[:len(whole) // 3])  # a truncated training state
+    files["half"] = tmp_path / "half"  # a run folder whose last.pt was deleted
+    files["half"].mkdir()
+    (files["half"] / "log.csv").write_text("epoch,meta_loss\n")
     files["textrun"].mkdir()
     (files["textrun"] / "last.pt").write_text("not a checkpoint")
     return files
@@ -203,7 +219,7 @@ BAD = [
     (TRAIN + ["--out", "{run}"], "already holds a training run"),
     (TRAIN + ["--out", "{run}", "--resume"], "training state {run}/last.pt is truncated or corrupted"),
     (TRAIN + ["--out", "{textrun}", "--resume"], "is not an l2l training state"),
-    (TRAIN + ["--out", "{dir}/new", "--resume"], "cannot resume: no training state"),
+    (TRAIN + ["--out", "{half}", "--resume"], "cannot resume: {half} holds files of a run"),
     (TRAIN + ["--init", "lstm:{text}"], "is not an l2l optimizer checkpoint"),
     (TRAIN + ["--init", "lstm:{cut}"], "is truncated or corrupted"),
     (TRAIN + ["--init", "pretrained:nope"], "no pretrained optimizer 'nope'"),
