@@ -302,21 +302,27 @@ def machine() -> dict:
 
 def add_arguments(parser):
     """Options of ``python -m l2l bench``."""
+    from .cli import _count
+
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--epochs", type=int, default=5,
+    parser.add_argument("--epochs", type=_count(1), default=5,
                         help="timed meta-training epochs per engine (100 steps each)")
-    parser.add_argument("--eval-repeats", type=int, default=5,
+    parser.add_argument("--eval-repeats", type=_count(1), default=5,
                         help="timed evaluation runs per engine (100 steps each)")
-    parser.add_argument("--cifar-epochs", type=int, default=2,
+    parser.add_argument("--cifar-epochs", type=_count(1), default=2,
                         help="timed CIFAR-shaped meta-training epochs per engine (20 steps each)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the (horizon 100 and 1000) peak memory measurement")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=_count(1), default=None, help="torch.set_num_threads")
     return parser
 
 
 def main(args) -> dict:
     """Run the benchmark, print the table, write JSON if asked; return the results."""
+    if args.json:  # a bad path fails now, not after the timings
+        from .cli import _writable
+
+        _writable(args.json, "--json")
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine()
@@ -373,8 +379,9 @@ def main(args) -> dict:
     print(format_table(cases, checks))
     result = {"machine": info, "cases": cases, "checks": checks}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(json.dumps(result, indent=1), args.json)
     return result
 
 

@@ -191,6 +191,7 @@ def _tune(args) -> int:
     device = _device(args.device)
     if args.store or args.store_path:
         _writable(args.store_path or tuned.STORE, "--store-path")
+        tuned.load(args.store_path)  # a damaged store fails now, not after the tuning
     if args.tune_batch:
         problem.tune_batch = args.tune_batch
     names = args.optimizer or list(BASELINES)
@@ -441,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")
-    train.add_argument("--time-limit", type=_number(), metavar="SECONDS",
+    train.add_argument("--time-limit", type=_number(0, inclusive=True), metavar="SECONDS",
                        help="stop (validated and saved, resumable) after this much wall time")
     train.set_defaults(run=_train)
 
@@ -517,7 +518,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in provenance
     try:
-        return args.run(args) or 0
+        code = args.run(args)  # bench returns its results
+        return code if isinstance(code, int) else 0
     except L2LError as error:
         kind = "" if isinstance(error, TrainingInterrupted) else "error: "
         print(f"l2l: {kind}{error}", file=sys.stderr)

@@ -48,6 +48,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -143,6 +144,7 @@ def ensure_file(name: str, folder: Path, md5: str, mirrors=None, download_missin
     """
     path = folder / name
     problem = f"{name} is missing from {folder}"
+    remove_stale_parts(folder, [name])
     if path.exists():
         got = md5sum(path)
         if got == md5:
@@ -302,6 +304,25 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+#: a temporary ``.part`` file not written to for this long was left by a killed process
+STALE_SECONDS = 600.0
+
+
+def remove_stale_parts(folder: Path, names) -> None:
+    """Delete the temporary files (``.NAME.*.part``) that downloads or conversions of ``names``
+    left in ``folder`` when their process was killed. A file written to in the last
+    :data:`STALE_SECONDS` may belong to a process still at work, and is kept."""
+    if not folder.is_dir():
+        return
+    for name in names:
+        for part in folder.glob(f".{name}.*.part"):
+            try:
+                if time.time() - part.stat().st_mtime > STALE_SECONDS:
+                    part.unlink()
+            except OSError:  # gone meanwhile, or a read-only data dir
+                pass
+
+
 def read_npz(path: Path, keys, fix: str) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of the ``.npz`` file ``path`` (no pickles), or a
     :class:`DataUnavailableError` naming the file, what is wrong and ``fix`` (what to do)."""
@@ -450,6 +471,7 @@ def ensure_cifar10(root: str | os.PathLike | None = None, download: bool = True,
             "or set L2L_DATA to a folder whose cifar10/ subfolder holds them.")
     archive = ensure_file(CIFAR10_ARCHIVE, folder, checksums[CIFAR10_ARCHIVE],
                           CIFAR10_MIRRORS if mirrors is None else mirrors, download, progress, hint)
+    remove_stale_parts(folder, [*CIFAR10_CACHE.values(), CIFAR10_MARKER])
     convert_cifar10(archive, folder, checksums)
     return folder
 

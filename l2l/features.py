@@ -193,7 +193,10 @@ def load_vgg19(path: str | os.PathLike, pool: str = "max") -> FeatureNetwork:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors, zip errors, unsafe globals …
-        raise DataError(f"{path} cannot be read as a torch state dict: {error}") from error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise DataError(f"{path} cannot be read as a torch state dict ({reason[:160]}): it is "
+                        "truncated, corrupted or another kind of file; save the weights "
+                        "again") from None
     return vgg19_features(check_vgg19_state_dict(state_dict, source=str(path)), pool)
 
 

@@ -256,7 +256,13 @@ class MetaTrainer:
         if optimizer is None:
             torch.manual_seed(self.config.seed)
             optimizer = LSTMOptimizer(**self.problem.optimizer_defaults)
-        self.device = torch.device(device or "cpu")
+        try:
+            self.device = torch.device(device or "cpu")
+        except RuntimeError:
+            raise ConfigError(f"device {device!r} is not a device; use cpu, cuda, cuda:N or "
+                              "mps") from None
+        if time_limit is not None:
+            check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
         self.optimizer = optimizer.to(self.device)
         self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)

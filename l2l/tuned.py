@@ -21,6 +21,7 @@ except ImportError:  # not on Windows: stores there are not locked
     fcntl = None
 
 from . import checkpoint
+from .errors import DataError
 
 #: the shipped store of tuned rates
 STORE = Path(__file__).resolve().parent / "pretrained" / "tuned_rates.json"
@@ -31,7 +32,15 @@ def load(path=None) -> dict:
     path = Path(path or STORE)
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # unreadable, truncated, not JSON
+        raise DataError(f"the store of tuned rates {path} cannot be read ({error}); restore it "
+                        "(git checkout for the shipped one) or delete it") from None
+    if not isinstance(record, dict):
+        raise DataError(f"the store of tuned rates {path} does not hold a JSON object; restore "
+                        "it or delete it")
+    return record
 
 
 def lookup(problem_spec: str, name: str, steps: int, path=None) -> dict | None:

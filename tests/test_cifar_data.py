@@ -9,8 +9,10 @@ import gzip
 import hashlib
 import io
 import logging
+import os
 import pickle
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -270,3 +272,17 @@ def test_recovered_copy_against_its_lossless_subset(cifar10_dir):
             assert error == 0
         else:
             assert 3 < error < 6.5, error
+
+
+def test_parts_left_by_a_killed_conversion_are_removed_when_stale(server, tmp_path):
+    url, checksums, _ = server
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    old, fresh = folder / ".cifar10_train.npz.a1b2.part", folder / ".cifar10_test.npz.c3d4.part"
+    for part in (old, fresh):
+        part.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    data.ensure_cifar10(tmp_path, mirrors=[url], checksums=checksums, progress=False)
+    assert not old.exists()  # killed long ago
+    assert fresh.exists()  # may be another process's conversion at work

@@ -207,7 +207,7 @@ BAD = [
     (TRAIN + ["--imitate", "adamw"], "--imitate 'adamw': the teacher must be a hand-designed"),
     (TRAIN + ["--imitate", "pretrained:quadratic"], "the teacher must be a hand-designed"),
     (TRAIN + ["--imitate", "adam:nan"], "bad learning rate in 'adam:nan'"),
-    (TRAIN + ["--time-limit", "0"], "argument --time-limit"),
+    (TRAIN + ["--time-limit", "-1"], "argument --time-limit"),
     (TRAIN + ["--seed", "-1"], "argument --seed: must be an integer in [0, 2^63)"),
     (TRAIN + ["--seed", str(2**64)], "argument --seed"),
     (TRAIN + ["--objective", "final"], "argument --objective: invalid choice"),
@@ -270,6 +270,7 @@ BAD = [
     (TUNE + ["--optimizer", "adamw"], "unknown baseline 'adamw'"),
     (TUNE + ["--device", "mps"], "--device mps: "),
     (TUNE + ["--store", "--store-path", "{dir}"], "--store-path {dir}: is a folder"),
+    (TUNE + ["--store", "--store-path", "{text}"], "the store of tuned rates {text} cannot be read"),
     # reproduce
     (["reproduce", "fig99"], "unknown figure 'fig99'"),
     (["reproduce", "fig4-left", "--runs", "0"], "argument --runs"),

@@ -294,3 +294,14 @@ def test_second_order_meta_gradient_reaches_through_the_feature_network(fake_art
     assert torch.isfinite(first).all() and torch.isfinite(second).all()
     assert first.abs().sum() > 0
     assert (second - first).norm() > 0.1 * first.norm()
+
+
+def test_a_damaged_style_image_names_itself(tmp_path):
+    from l2l import data
+    from l2l.problems.neural_art import load_style
+
+    styles = tmp_path / "art" / "styles"
+    styles.mkdir(parents=True)
+    (styles / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a cut-off PNG
+    with pytest.raises(data.DataUnavailableError, match="broken.png cannot be read as an image"):
+        load_style("broken", root=tmp_path)

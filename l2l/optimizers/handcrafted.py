@@ -48,6 +48,7 @@ class NAG(SGD):
 
     def __init__(self, lr: float | Tensor = 0.1, momentum: float = 0.9):
         super().__init__(lr)
+        check_positive("momentum", momentum, inclusive=True)
         self.momentum = momentum
 
     def init_state(self, theta: Tensor, groups=None) -> State:
@@ -69,6 +70,8 @@ class RMSprop(SGD):
 
     def __init__(self, lr: float | Tensor = 0.01, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(lr)
+        check_positive("alpha", alpha, inclusive=True)
+        check_positive("eps", eps)
         self.alpha, self.eps = alpha, eps
 
     def init_state(self, theta: Tensor, groups=None) -> State:
@@ -91,6 +94,9 @@ class Adam(SGD):
 
     def __init__(self, lr: float | Tensor = 0.001, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(lr)
+        for beta in betas:
+            check_positive("betas", beta, inclusive=True)
+        check_positive("eps", eps)
         self.betas, self.eps = tuple(betas), eps
 
     def init_state(self, theta: Tensor, groups=None) -> State:

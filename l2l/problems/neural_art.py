@@ -173,8 +173,13 @@ def load_style(name: str, root=None) -> Tensor:
             raise _missing(path)
         from PIL import Image  # a dependency of matplotlib
 
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        try:
+            with Image.open(path) as image:
+                rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for a damaged file
+            raise data.DataUnavailableError(
+                f"{path} cannot be read as an image ({error}): it is truncated or corrupted; "
+                "copy the art/ folder of the project's shared data again") from None
         _STYLES[key] = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).float() / 255.0
     return _STYLES[key]
 
