@@ -29,20 +29,20 @@ def _apply_to_init(optimizer, args) -> None:
         wanted = getattr(args, key)
         if wanted is not None and wanted != getattr(optimizer, key):
             raise ConfigError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
-                             f"which has {key} = {getattr(optimizer, key)}; drop the option or "
-                             "train from scratch")
+                              f"which has {key} = {getattr(optimizer, key)}; drop the option or "
+                              "train from scratch")
     if args.adam_inputs and not optimizer.adam_inputs:
         raise ConfigError(f"--adam-inputs does not fit --init {args.init}, which was trained "
-                         "without them")
+                          "without them")
     if args.rms_output and not optimizer.rms_output:
         raise ConfigError(f"--rms-output does not fit --init {args.init}, which was trained "
-                         "without it")
+                          "without it")
     if args.scale_free and not optimizer.scale_free:
         raise ConfigError(f"--scale-free does not fit --init {args.init}, which was trained "
-                         "with the encoded gradient among its inputs")
+                          "with the encoded gradient among its inputs")
     if args.single_lstm and optimizer.groups is not None:
         raise ConfigError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
-                         f"parameter group {list(optimizer.groups)}")
+                          f"parameter group {list(optimizer.groups)}")
     for key in ("p", "output_scale"):
         if getattr(args, key) is not None:
             setattr(optimizer, key, float(getattr(args, key)))

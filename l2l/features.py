@@ -144,7 +144,7 @@ def check_vgg19_state_dict(state_dict, network: FeatureNetwork | None = None,
     """
     if not isinstance(state_dict, dict):
         raise DataError(f"{source} is a {type(state_dict).__name__}, not a state dict (a dict of "
-                         "tensors such as torchvision.models.vgg19().state_dict())")
+                        "tensors such as torchvision.models.vgg19().state_dict())")
     expected = (expected_vgg19_shapes() if network is None
                 else {name: tuple(p.shape) for name, p in network.state_dict().items()})
     features = {k: v for k, v in state_dict.items() if str(k).startswith("features.")}
@@ -172,8 +172,8 @@ def check_vgg19_state_dict(state_dict, network: FeatureNetwork | None = None,
              if not isinstance(v, Tensor) or tuple(v.shape) != expected[k]]
     if wrong:
         raise DataError(f"{source} has VGG-19's keys but wrong shapes: {'; '.join(wrong[:4])}"
-                         f"{'; …' if len(wrong) > 4 else ''}. Is it VGG-16, or a VGG with "
-                         f"batch normalisation (vgg19_bn)? {hint}")
+                        f"{'; …' if len(wrong) > 4 else ''}. Is it VGG-16, or a VGG with "
+                        f"batch normalisation (vgg19_bn)? {hint}")
     return {k: v.float() for k, v in features.items()}
 
 

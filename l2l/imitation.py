@@ -42,7 +42,7 @@ def make_teacher(spec: str, problem, steps: int) -> Optimizer:
     _, teacher, _ = make_optimizer(spec, make_problem(problem), steps)
     if teacher.learnable:
         raise ConfigError(f"imitate {spec!r}: the teacher must be a hand-designed optimizer "
-                         "(sgd, rmsprop, adam, nag, with or without :RATE)")
+                          "(sgd, rmsprop, adam, nag, with or without :RATE)")
     return teacher
 
 
@@ -103,7 +103,7 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
     """
     if epochs < 1 or horizon < 1 or unroll < 1 or horizon % unroll:
         raise ConfigError(f"need epochs ≥ 1 and a horizon ({horizon}) that is a positive multiple "
-                         f"of unroll ({unroll})")
+                          f"of unroll ({unroll})")
     problem = make_problem(problem).for_split("train")
     device = torch.device(device or "cpu")
     student.to(device)

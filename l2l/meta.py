@@ -140,24 +140,24 @@ class MetaConfig:
         check_positive("random_scale", self.random_scale, minimum=1, inclusive=True)
         if self.horizon < 1 or self.unroll < 1 or self.horizon % self.unroll:
             raise ConfigError(f"horizon ({self.horizon}) must be a positive multiple of unroll "
-                             f"({self.unroll})")
+                              f"({self.unroll})")
         if self.epochs < 0 or self.batch_size < 1 or self.validate_every < 1:
             raise ConfigError("epochs ≥ 0, batch_size ≥ 1 and validate_every ≥ 1 are required")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, "
-                             f"got {self.objective!r}")
+                              f"got {self.objective!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
             raise ConfigError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
         if self.imitate_weight < 0 or (self.imitate_weight > 0) != (self.imitate is not None):
             raise ConfigError("imitation during meta-training needs both a teacher (imitate) and a "
-                             f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
+                              f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
         if not self.random_scale >= 1:
             raise ConfigError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
         if self.scale_down and self.random_scale == 1:
             raise ConfigError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
-                             "random_scale R > 1")
+                              "random_scale R > 1")
 
 
 def scale_factors(seed: int, epoch: int, batch_size: int, spread: float,

@@ -242,11 +242,11 @@ class LSTMOptimizer(Optimizer):
         check_positive("output_scale", output_scale)
         if rms_output and not adam_inputs:
             raise ConfigError("rms_output (--rms-output) scales steps by Adam's second moment, "
-                             "which only adam_inputs (--adam-inputs) keeps; set both")
+                              "which only adam_inputs (--adam-inputs) keeps; set both")
         if scale_free and not adam_inputs:
             raise ConfigError("scale_free (--scale-free) leaves the LSTM Adam's normalised "
-                             "moments as its only inputs, which only adam_inputs "
-                             "(--adam-inputs) computes; set both")
+                              "moments as its only inputs, which only adam_inputs "
+                              "(--adam-inputs) computes; set both")
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
         self.adam_inputs, self.rms_output = bool(adam_inputs), bool(rms_output)
@@ -279,7 +279,7 @@ class LSTMOptimizer(Optimizer):
         """A one-LSTM optimizer that shares the weights of group ``name``'s LSTM."""
         if self.groups is None or name not in self.groups:
             raise ConfigError(f"no LSTM group {name!r}; this optimizer has "
-                             f"{', '.join(self.groups) if self.groups else 'a single LSTM'}")
+                              f"{', '.join(self.groups) if self.groups else 'a single LSTM'}")
         view = LSTMOptimizer(**{**self.config(), "groups": None, "hidden_size": 1, "num_layers": 1})
         view.hidden_size, view.num_layers = self.hidden_size, self.num_layers
         view.net = self.nets[name]  # shared, not copied: training one trains the other
@@ -299,7 +299,7 @@ class LSTMOptimizer(Optimizer):
         if groups is None or set(groups) != set(self.groups):
             have = "none" if groups is None else ", ".join(sorted(groups))
             raise ConfigError(f"this optimizer has one LSTM per group ({', '.join(self.groups)}) "
-                             f"but the optimizee's coordinate groups are: {have}")
+                              f"but the optimizee's coordinate groups are: {have}")
         state = []
         for g in self.groups:
             index = torch.as_tensor(groups[g], dtype=torch.long, device=theta.device)

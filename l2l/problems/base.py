@@ -145,7 +145,7 @@ class Scaled(Optimizee):
     def __init__(self, inner: Optimizee, factors: Tensor):
         if factors.shape != (inner.batch_size,) or not bool((factors > 0).all()):
             raise ConfigError(f"need {inner.batch_size} positive factors, one per function; "
-                             f"got shape {tuple(factors.shape)}")
+                              f"got shape {tuple(factors.shape)}")
         self.inner, self.factors = inner, factors
         self.theta0, self.layout, self.group_rules = inner.theta0, inner.layout, inner.group_rules
 

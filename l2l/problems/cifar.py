@@ -81,10 +81,10 @@ def parse_labels(text: str) -> tuple[int, ...]:
             low, high = int(first), int(last) if dash else int(first)
         except ValueError:
             raise ConfigError(f"bad label item {item!r} in {text!r}: write labels 0…9 and ranges "
-                             "like 0-4, joined by +") from None
+                              "like 0-4, joined by +") from None
         if not 0 <= low <= high < NUM_LABELS:
             raise ConfigError(f"bad label item {item!r} in {text!r}: labels are 0…9 and a range "
-                             "runs upwards")
+                              "runs upwards")
         labels.update(range(low, high + 1))
     if len(labels) < 2:
         raise ConfigError(f"labels {text!r} name {len(labels)} label(s); a classifier needs ≥ 2")

@@ -169,7 +169,7 @@ def load_style(name: str, root=None) -> Tensor:
         if not path.is_file():
             if path.parent.is_dir():
                 raise ConfigError(f"no style {name!r} in {path.parent}; known: "
-                                 f"{', '.join(style_names(root))}")
+                                  f"{', '.join(style_names(root))}")
             raise _missing(path)
         from PIL import Image  # a dependency of matplotlib
 
@@ -384,7 +384,7 @@ class NeuralArt(Problem):
             missing = set(self.style_layer_names + self.content_layer_names) - set(self._network.names)
             if missing:
                 raise ConfigError(f"features={self.features} has no layers {sorted(missing)}; its "
-                                 f"layers: {', '.join(self._network.names)}")
+                                  f"layers: {', '.join(self._network.names)}")
         return self._network
 
     def vgg19_path(self) -> Path:
