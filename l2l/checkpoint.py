@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from .errors import DataError, OutputError
 from .optimizers import LSTMOptimizer, Optimizer
 
 FORMAT = "l2l-optimizer/1"
@@ -54,8 +54,11 @@ def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:
     the umask's permissions. On any failure (an interrupt included) the temporary file is
     removed and ``path`` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -63,9 +66,11 @@ def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return path
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from . import checkpoint
-from .errors import ConfigError, L2LError, TrainingInterrupted
+from .errors import ConfigError, L2LError, NonFiniteError, OutputError, TrainingInterrupted
 from .meta import OBJECTIVES
 
 
@@ -176,8 +176,12 @@ def _evaluate(args) -> int:
         fig, ax = plt.subplots(figsize=(5, 4))
         plot_curves(curves, ax, title=args.problem)
         fig.tight_layout()
-        Path(args.plot).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(args.plot).expanduser(), dpi=120)
+        plot = Path(args.plot).expanduser()
+        try:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(plot, dpi=120)
+        except OSError as error:
+            raise OutputError(f"cannot write {plot}: {error.strerror or error}") from None
     return 0
 
 
@@ -205,6 +209,10 @@ def _tune(args) -> int:
                                         refine=args.refine, seed=args.seed,
                                         progress=not args.quiet,
                                         device=device)
+        if not math.isfinite(scores[lr]):
+            raise NonFiniteError(f"{name}: every rate diverged (or overflowed) within "
+                                 f"{args.steps} steps: {', '.join(f'{r:.3g}' for r in scores)}; "
+                                 "try a --grid of smaller rates")
         cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
         print(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
               f"optimizees: {cells})", flush=True)

@@ -26,6 +26,10 @@ class DataError(L2LError, ValueError):
     """A data or checkpoint file is unreadable (truncated, corrupted) or holds something else."""
 
 
+class OutputError(L2LError, OSError):
+    """A result could not be written (no space left, a read-only folder …)."""
+
+
 class NonFiniteError(L2LError, ArithmeticError):
     """Meta-training went non-finite (NaN or infinite meta-gradients, weights or validation) and
     stopped without saving non-finite weights."""
@@ -61,5 +65,5 @@ def check_positive(name: str, value, minimum: float = 0.0, inclusive: bool = Fal
     return number
 
 
-__all__ = ["L2LError", "ConfigError", "DataError", "NonFiniteError", "TrainingInterrupted", "check_count",
+__all__ = ["L2LError", "ConfigError", "DataError", "OutputError", "NonFiniteError", "TrainingInterrupted", "check_count",
            "check_positive"]

@@ -268,6 +268,7 @@ BAD = [
     (TUNE + ["--refine", "-1"], "argument --refine"),
     (TUNE + ["--tune-batch", "0"], "argument --tune-batch"),
     (TUNE + ["--optimizer", "adamw"], "unknown baseline 'adamw'"),
+    (TUNE + ["--optimizer", "sgd", "--grid", "1e20,1e30", "--refine", "0"], "every rate diverged"),
     (TUNE + ["--device", "mps"], "--device mps: "),
     (TUNE + ["--store", "--store-path", "{dir}"], "--store-path {dir}: is a folder"),
     (TUNE + ["--store", "--store-path", "{text}"], "the store of tuned rates {text} cannot be read"),

@@ -18,7 +18,7 @@ import torch
 
 import l2l.checkpoint
 import l2l.meta
-from l2l.errors import TrainingInterrupted
+from l2l.errors import OutputError, TrainingInterrupted
 from l2l.meta import MetaConfig, MetaTrainer
 
 PROBLEM = "quadratic:dim=3"
@@ -129,7 +129,12 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         l2l.checkpoint.atomic_write_text("{}", tmp_path / "taken")
     with pytest.raises(OSError):
         l2l.checkpoint.atomic_save({"x": 1}, tmp_path / "taken")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'taken'}"):  # one line
+        l2l.checkpoint.atomic_save({"x": 1}, tmp_path / "taken")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        l2l.checkpoint.atomic_write_text("{}", tmp_path / "file" / "x.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
