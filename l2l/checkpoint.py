@@ -180,6 +180,12 @@ def optimizer_from_record(record: dict, source: str = "checkpoint") -> Optimizer
     cls = CLASSES.get(record.get("class"))
     if cls is None:
         raise CheckpointError(f"{source} holds unknown optimizer class {record.get('class')!r}")
+    weights = record.get("state_dict")
+    if isinstance(weights, dict) and not all(
+            bool(torch.isfinite(w).all()) for w in weights.values()
+            if isinstance(w, torch.Tensor) and w.is_floating_point()):
+        raise CheckpointError(f"{source} holds non-finite (NaN or infinite) weights: it came "
+                              "from a run that diverged; use another checkpoint")
     try:
         optimizer = cls(**record["config"])
         optimizer.load_state_dict(record["state_dict"])

@@ -386,14 +386,13 @@ class MetaTrainer:
                         break
         except KeyboardInterrupt:  # a second signal: last.pt is as it was last saved
             saved = f"; {self.out / 'last.pt'} holds the last saved state" if self.out else ""
-            raise TrainingInterrupted(f"meta-training stopped at once{saved}; rerun with "
-                                      "--resume to continue from there") from None
+            raise TrainingInterrupted(f"meta-training stopped at once{saved}; "
+                                      f"{self._resume_hint()}") from None
         if self.epoch < cfg.epochs and stop.signal is not None:
             if self._saved_epoch != self.epoch:  # a validated epoch is saved already
                 self.save_training_state()
-            where = (f"the training state is saved in {self.out / 'last.pt'}; rerun the same "
-                     "command with --resume to continue" if self.out else "nothing was saved "
-                     "(no output folder)")
+            where = (f"the training state is saved in {self.out / 'last.pt'}; {self._resume_hint()}"
+                     if self.out else "nothing was saved (no output folder)")
             raise TrainingInterrupted(f"interrupted after epoch {self.epoch} of {cfg.epochs}; "
                                       f"{where}")
         if self.best_epoch < 0:  # no validation ran (epochs == 0 or already finished)
@@ -409,6 +408,12 @@ class MetaTrainer:
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()
         return TrainingResult(best, self.best_validation, self.best_epoch, self.log)
+
+    def _resume_hint(self) -> str:
+        """How to continue: the command line's way if it started this training."""
+        if self.command and self.command.startswith("python -m l2l train"):
+            return "rerun the same command with --resume to continue"
+        return "MetaTrainer.train(resume=True) with the same settings continues it"
 
     def _epoch(self, epoch: int, bar, started: float, before: float) -> None:
         """One epoch of :meth:`train`: meta-train, validate if due, log, save if validated."""

@@ -159,6 +159,10 @@ def bad_files(tmp_path):
     whole = (PRETRAINED_DIR / "quadratic.pt").read_bytes()
     files["cut"].write_bytes(whole[:len(whole) // 2])
     torch.save({"weights": torch.zeros(3)}, files["plain"])
+    record = torch.load(PRETRAINED_DIR / "quadratic.pt", weights_only=True)
+    next(iter(record["state_dict"].values())).view(-1)[0] = float("nan")
+    files["nan"] = tmp_path / "nan.pt"  # weights from a run that diverged
+    torch.save(record, files["nan"])
     files["run"].mkdir()
     (files["run"] / "last.pt").write_bytes(whole[:len(whole) // 3])  # a truncated training state
     files["half"] = tmp_path / "half"  # a run folder whose last.pt was deleted
@@ -253,6 +257,8 @@ BAD = [
     (EVAL + ["--optimizer", "lstm:{empty}"], "is not an l2l optimizer checkpoint"),
     (EVAL + ["--optimizer", "lstm:{cut}"], "is truncated or corrupted"),
     (EVAL + ["--optimizer", "lstm:{plain}"], "is not an l2l optimizer checkpoint (format"),
+    (EVAL + ["--optimizer", "lstm:{nan}"], "holds non-finite (NaN or infinite) weights"),
+    (TRAIN + ["--init", "lstm:{nan}"], "holds non-finite (NaN or infinite) weights"),
     (EVAL + ["--optimizer", "lstm:{dir}"], "is a folder without best.pt"),
     (EVAL + ["--optimizer", "lstm:{dir}/none.pt"], "does not exist"),
     (EVAL + ["--optimizer", "pretrained:cifar10"], "one LSTM per group"),
