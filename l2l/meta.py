@@ -264,6 +264,9 @@ class MetaTrainer:
         if time_limit is not None:
             check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
+        if not getattr(optimizer, "learnable", False):
+            raise ConfigError(f"MetaTrainer trains a learned optimizer such as LSTMOptimizer; "
+                              f"{type(optimizer).__name__} has no weights φ to meta-train")
         self.optimizer = optimizer.to(self.device)
         self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)
         self.out = Path(out) if out is not None else None

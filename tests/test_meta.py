@@ -98,6 +98,36 @@ def test_trainer_rejects_bad_horizon():
         MetaConfig(horizon=100, unroll=30)
 
 
+@pytest.mark.parametrize("field, value", [
+    ("epochs", -1), ("batch_size", 0), ("validation_size", 0), ("validate_every", 0),
+    ("meta_lr", 0.0), ("meta_lr", float("nan")), ("meta_lr", float("inf")), ("clip_grad", -1.0),
+    ("clip_grad", 0.0), ("random_scale", float("inf")), ("imitate_weight", float("nan")),
+    ("seed", -1), ("batch_size", 2.5), ("epochs", True)])
+def test_every_setting_is_checked_where_it_is_made(field, value):
+    from l2l.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        MetaConfig(**{field: value})
+
+
+def test_the_trainer_and_the_optimizer_check_their_arguments():
+    from l2l.errors import ConfigError
+    from l2l.optimizers import SGD
+
+    with pytest.raises(ConfigError, match="output_scale must be a positive finite number"):
+        LSTMOptimizer(output_scale=float("nan"))
+    with pytest.raises(ConfigError, match="hidden_size"):
+        LSTMOptimizer(hidden_size=0)
+    with pytest.raises(ConfigError, match="lr must be"):
+        SGD(float("inf"))
+    with pytest.raises(ConfigError, match="no weights φ to meta-train"):
+        MetaTrainer("quadratic", SGD(0.1), progress=False)
+    with pytest.raises(ConfigError, match="time_limit"):
+        MetaTrainer("quadratic", progress=False, time_limit=-1)
+    with pytest.raises(ConfigError, match="not a device"):
+        MetaTrainer("quadratic", progress=False, device="gpu7")
+
+
 def _config(**kw):
     base = dict(epochs=4, batch_size=8, horizon=20, unroll=10, meta_lr=3e-3, validate_every=2,
                 validation_size=8)
