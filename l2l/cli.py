@@ -144,8 +144,9 @@ def _evaluate(args) -> int:
     device = _device(args.device)
     for option in ("save", "json", "plot"):  # a bad path fails now, not after the rollouts
         if getattr(args, option):
-            _writable(getattr(args, option), f"--{option}",
-                      suffixes=PLOT_TYPES if option == "plot" else None)
+            path = _writable(getattr(args, option), f"--{option}",
+                             suffixes=PLOT_TYPES if option == "plot" else None)
+            checkpoint.remove_stale_temporaries(path.parent, [path.name])  # of a killed write
     _check_specs(args.optimizer)
     for step in args.at or ():
         if not 0 <= step <= args.steps:
@@ -194,7 +195,8 @@ def _tune(args) -> int:
     problem = make_problem(args.problem)
     device = _device(args.device)
     if args.store or args.store_path:
-        _writable(args.store_path or tuned.STORE, "--store-path")
+        store = _writable(args.store_path or tuned.STORE, "--store-path")
+        checkpoint.remove_stale_temporaries(store.parent, [store.name])
         tuned.load(args.store_path)  # a damaged store fails now, not after the tuning
     if args.tune_batch:
         problem.tune_batch = args.tune_batch
@@ -352,8 +354,9 @@ def _check_specs(specs, option: str = "--optimizer", baselines_only: bool = Fals
 def _reproduce(args) -> int:
     from .figures import figure_spec, reproduce
 
-    figure_spec(args.figure)
-    _writable(args.out, "--out", folder=True)
+    spec = figure_spec(args.figure)
+    out = _writable(args.out, "--out", folder=True)
+    checkpoint.remove_stale_temporaries(out, [f"{spec.name}.json"])
     _, table, png = reproduce(args.figure, retrain=args.retrain, quick=args.quick or None,
                               out=args.out, seed=args.seed, runs=args.runs,
                               progress=not args.quiet)

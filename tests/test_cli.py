@@ -64,6 +64,8 @@ def test_train_refuses_to_overwrite_and_resume_needs_state(capsys, tmp_path):
 
 def test_evaluate_json_contract(capsys, tmp_path):
     out = tmp_path / "eval.json"
+    stale = tmp_path / ".eval.json.x7k2.tmp"  # left by an evaluate killed while writing
+    stale.write_text("{")
     code, text, _ = run(capsys, "evaluate", "quadratic", "--optimizer", "pretrained:quadratic",
                         "--optimizer", "adam:0.1", "--steps", "5", "--runs", "4", "--seed", "3",
                         "--json", str(out), "--quiet", "--at", "3")
@@ -71,6 +73,7 @@ def test_evaluate_json_contract(capsys, tmp_path):
     assert run(capsys, "evaluate", "quadratic", "--optimizer", "adam:0.1", "--steps", "5",
                "--at", "9")[0] == 2
     record = json.loads(out.read_text())
+    assert not stale.exists()
     assert (record["problem"], record["steps"], record["runs"], record["seed"]) == (
         "quadratic:dim=10,distribution=gaussian,init_std=0.01", 5, 4, 3)
     names = [r["name"] for r in record["results"]]
