@@ -372,6 +372,7 @@ class MetaTrainer:
             checkpoint.remove_stale_temporaries(self.out, RUN_FILES)
         if resume:
             self.load_training_state()
+            self.write_log()  # a write killed between last.pt and the logs left them behind
         cfg = self.config
         bar = tqdm(range(self.epoch, cfg.epochs), initial=self.epoch, total=cfg.epochs,
                    desc=f"meta-training on {self.problem.spec()}", disable=not self.progress,

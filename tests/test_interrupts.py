@@ -123,6 +123,14 @@ def test_resume_removes_temporary_files_of_killed_writes(straight, tmp_path):
     assert_same_run(straight, out)
 
 
+def test_resuming_a_finished_run_rewrites_logs_a_kill_left_behind(tmp_path):
+    trainer(tmp_path, epochs=2).train()
+    whole = (tmp_path / "log.csv").read_text()
+    (tmp_path / "log.csv").write_text("epoch\n")  # killed between writing last.pt and the logs
+    trainer(tmp_path, epochs=2).train(resume=True)
+    assert (tmp_path / "log.csv").read_text() == whole
+
+
 def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(OSError):
