@@ -98,8 +98,9 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
 
     Each epoch samples one training optimizee (seed stream ``"train"``, indices −1, −2, …, so
     that meta-training's optimizees 0, 1, … are not reused) and follows the teacher for
-    ``horizon`` steps. Log rows: ``{"epoch", "error"}`` with the epoch's mean relative error
-    (0: the student's steps equal the teacher's; 1: as far off as proposing no step at all).
+    ``horizon`` steps. Log rows: ``{"epoch", "error", "skipped"}`` with the epoch's mean relative
+    error (0: the student's steps equal the teacher's; 1: as far off as proposing no step at all)
+    and the number of its updates skipped because the error or its gradient was not finite.
     """
     if epochs < 1 or horizon < 1 or unroll < 1 or horizon % unroll:
         raise ConfigError(f"need epochs ≥ 1 and a horizon ({horizon}) that is a positive multiple "
@@ -108,7 +109,7 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
     device = torch.device(device or "cpu")
     student.to(device)
     adam = torch.optim.Adam(student.parameters(), lr=lr)
-    log = []
+    log, skipped = [], 0
     bar = tqdm(range(epochs), desc=f"imitating {teacher.name} on {problem.spec()}",
                disable=not progress, dynamic_ncols=True)
     for epoch in bar:
@@ -131,11 +132,18 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
                 theta = theta.detach() + step
             error = imitation_error(torch.stack(proposed), torch.stack(wanted), groups)
             adam.zero_grad(set_to_none=True)
+            applied = False
             if math.isfinite(error.item()):
                 error.backward()
-                adam.step()
+                if all(bool(torch.isfinite(p.grad).all()) for p in student.parameters()
+                       if p.grad is not None):
+                    adam.step()
+                    applied = True
+                adam.zero_grad(set_to_none=True)
+            skipped += not applied
             errors.append(error.item())
             s_state = detach_state(s_state)
-        log.append({"epoch": epoch + 1, "error": sum(errors) / len(errors)})
+        log.append({"epoch": epoch + 1, "error": sum(errors) / len(errors), "skipped": skipped})
+        skipped = 0
         bar.set_postfix(error=f"{log[-1]['error']:.4g}")
     return log

@@ -24,6 +24,21 @@ def test_imitation_error_is_relative_and_averaged_over_groups():
     assert imitation_error(off_small, teacher, None).item() == pytest.approx(5e-4 / 5.0005, rel=1e-3)
 
 
+def test_a_nan_gradient_of_the_imitation_error_is_skipped_and_counted(monkeypatch):
+    import l2l.imitation
+
+    real = l2l.imitation.imitation_error
+    monkeypatch.setattr(l2l.imitation, "imitation_error",  # finite value, NaN gradient
+                        lambda *a: real(*a) + (real(*a) * 0).sqrt())
+    torch.manual_seed(0)
+    student = LSTMOptimizer(hidden_size=4, preprocess=True, output_scale=0.1)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    log = imitate("quadratic:dim=3", student, Adam(0.1), epochs=2, horizon=4, unroll=2,
+                  progress=False)
+    assert [row["skipped"] for row in log] == [2, 2]
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())
+
+
 def test_imitating_adam_brings_the_learned_steps_close_to_adams():
     torch.manual_seed(0)
     student = LSTMOptimizer(hidden_size=8, preprocess=True, output_scale=0.1, adam_inputs=True)
