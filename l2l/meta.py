@@ -31,6 +31,7 @@ import copy
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -212,7 +213,7 @@ class StopOnSignal:
             raise KeyboardInterrupt
         self.signal = signum
         if self.notice:
-            tqdm.write(self.notice)
+            tqdm.write(self.notice, file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -380,10 +381,10 @@ class MetaTrainer:
         started = time.perf_counter()
         # the log's "seconds" count the wall time of every leg of a resumed run
         before = self.log[-1]["seconds"] if self.log else 0.0
-        notice = ("interrupt: finishing this epoch, then saving the training state (interrupt "
-                  "again to stop at once)")
+        notice = ("l2l: interrupted: finishing this epoch, then saving the training state "
+                  "(interrupt again to stop at once)")
         try:
-            with StopOnSignal(notice if self.progress else "") as stop:
+            with StopOnSignal(notice) as stop:
                 for epoch in bar:
                     self._epoch(epoch, bar, started, before)
                     if self.epoch < cfg.epochs and (stop.signal is not None or self._out_of_time):
