@@ -9,10 +9,12 @@ The public API, re-exported from the modules that define it:
   optimizer (not in the paper): :func:`imitate`;
 - evaluation: :func:`evaluate`, :func:`tune_learning_rate`, :func:`run`;
 - checkpoints: :func:`load_optimizer`, :func:`save_optimizer`;
-- training any ``nn.Module`` with a learned optimizer: :class:`LearnedOptimizer`.
+- training any ``nn.Module`` with a learned optimizer: :class:`LearnedOptimizer`;
+- errors: :class:`L2LError`, the base of the library's own (:mod:`l2l.errors`).
 """
 
 from .checkpoint import load_optimizer, save_optimizer
+from .errors import L2LError
 from .evaluate import Curve, evaluate, tune_learning_rate
 from .imitation import imitate
 from .meta import MetaConfig, MetaTrainer
@@ -30,6 +32,7 @@ __all__ = [
     "SGD",
     "Adam",
     "Curve",
+    "L2LError",
     "LSTMOptimizer",
     "LearnedOptimizer",
     "MetaConfig",
