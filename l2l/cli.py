@@ -256,17 +256,20 @@ def _count(minimum: int = 1, maximum: int | None = None):
     return parse
 
 
-def _number(minimum: float = 0.0, inclusive: bool = False):
-    """An argparse type: a finite float > ``minimum`` (≥ with ``inclusive``)."""
+def _number(minimum: float = 0.0, inclusive: bool = False, maximum: float = math.inf):
+    """An argparse type: a finite float > ``minimum`` (≥ with ``inclusive``), ≤ ``maximum``."""
 
     def parse(text: str) -> float:
         allowed = ("a positive finite number" if minimum == 0 and not inclusive
                    else f"a finite number {'≥' if inclusive else '>'} {minimum:g}")
+        if maximum < math.inf:
+            allowed = f"a number in ({minimum:g}, {maximum:g}]"
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        if (not math.isfinite(value) or value < minimum or (value == minimum and not inclusive)
+                or value > maximum):
             raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
         return value
 
@@ -277,6 +280,8 @@ def _number(minimum: float = 0.0, inclusive: bool = False):
 _seed = _count(0, 2**63)
 _positive = _count(1)
 _rate = _number()
+#: Adam's step on φ is about its rate per weight: above 1 it only throws the weights away
+_adam_rate = _number(maximum=1.0)
 
 
 def _device(name):
@@ -394,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batches of optimizees to meta-train on (0: only validate and save, e.g. after --imitate)")
     train.add_argument("--horizon", type=_positive, help="steps per optimizee (paper: 100)")
     train.add_argument("--unroll", type=_positive, help="steps per truncation (paper: 20)")
-    train.add_argument("--meta-lr", type=_rate, help="Adam learning rate on φ")
+    train.add_argument("--meta-lr", type=_adam_rate, help="Adam learning rate on φ (at most 1)")
     train.add_argument("--lr-schedule", choices=("constant", "cosine"),
                        help="constant (paper) or cosine decay of the meta learning rate to 0")
     train.add_argument("--seed", type=_seed)
@@ -438,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--imitate-weight", type=_number(0, inclusive=True),
                        help="keep imitating during meta-training: add this weight times the "
                             "imitation error to the meta-loss (Chen et al. 2020; default: don't)")
-    train.add_argument("--imitate-lr", type=_rate, default=1e-3,
+    train.add_argument("--imitate-lr", type=_adam_rate, default=1e-3,
                        help="Adam learning rate of the imitation stage (default 1e-3)")
     train.add_argument("--random-scale", type=_number(1, inclusive=True), metavar="R",
                        help="multiply each training function by a factor drawn log-uniformly "

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, check_positive
 from .optimizers import Optimizer, detach_state
 from .problems import make_problem
 from .seeding import generator
@@ -105,6 +105,9 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
     if epochs < 1 or horizon < 1 or unroll < 1 or horizon % unroll:
         raise ConfigError(f"need epochs ≥ 1 and a horizon ({horizon}) that is a positive multiple "
                           f"of unroll ({unroll})")
+    check_positive("lr", lr)
+    if lr > 1:  # Adam moves each weight by about lr: more is no training
+        raise ConfigError(f"lr must be at most 1, got {lr!r}")
     problem = make_problem(problem).for_split("train")
     device = torch.device(device or "cpu")
     student.to(device)

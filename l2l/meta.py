@@ -135,6 +135,8 @@ class MetaConfig:
         check_count("epochs", self.epochs, minimum=0)
         check_count("seed", self.seed, minimum=0)
         check_positive("meta_lr", self.meta_lr)
+        if self.meta_lr > 1:  # Adam moves each weight by about meta_lr: more is no training
+            raise ConfigError(f"meta_lr must be at most 1, got {self.meta_lr!r}")
         if self.clip_grad is not None:
             check_positive("clip_grad (None: no clipping)", self.clip_grad)
         check_positive("imitate_weight", self.imitate_weight, inclusive=True)

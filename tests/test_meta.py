@@ -100,7 +100,8 @@ def test_trainer_rejects_bad_horizon():
 
 @pytest.mark.parametrize("field, value", [
     ("epochs", -1), ("batch_size", 0), ("validation_size", 0), ("validate_every", 0),
-    ("meta_lr", 0.0), ("meta_lr", float("nan")), ("meta_lr", float("inf")), ("clip_grad", -1.0),
+    ("meta_lr", 0.0), ("meta_lr", float("nan")), ("meta_lr", float("inf")), ("meta_lr", 1e38),
+    ("clip_grad", -1.0),
     ("clip_grad", 0.0), ("random_scale", float("inf")), ("imitate_weight", float("nan")),
     ("seed", -1), ("batch_size", 2.5), ("epochs", True)])
 def test_every_setting_is_checked_where_it_is_made(field, value):
