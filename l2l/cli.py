@@ -543,3 +543,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("l2l: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:  # RuntimeError: torch's allocators
+        if not _out_of_memory(error):
+            raise
+        detail = str(error).split("you tried to allocate ")[-1].split(". ")[0]
+        size = f" ({detail})" if detail.endswith("bytes") or detail.endswith("GiB") else ""
+        print(f"l2l: error: out of memory{size}: ask for less (fewer --runs, a smaller "
+              "--batch-size or --validation-size, a smaller problem)", file=sys.stderr)
+        return 2
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether an error is an allocation that failed (not a bug: the request was too big)."""
+    import torch
+
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return "can't allocate memory" in str(error)  # the CPU allocator's RuntimeError

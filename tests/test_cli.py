@@ -268,6 +268,7 @@ BAD = [
     (EVAL + ["--optimizer", "lstm:{dir}/none.pt"], "does not exist"),
     (EVAL + ["--optimizer", "pretrained:cifar10"], "one LSTM per group"),
     (["evaluate", "quadratic:dim=-1", "--optimizer", "adam"], "dim must be positive"),
+    (EVAL + ["--runs", str(10**14)], "out of memory"),  # far beyond any address space
     (["evaluate", "quadratic:init_std=nan", "--optimizer", "adam"], "init_std must be a finite"),
     # tune
     (TUNE + ["--steps", "0"], "argument --steps: must be a positive integer, got '0'"),
