@@ -395,7 +395,6 @@ def convert_cifar10(archive: Path, folder: Path, checksums: dict | None = None) 
         if path.exists():  # e.g. one file of the recovered copy, the other missing
             message = (f"replacing {path} with its conversion from the official {archive.name}, "
                        "so that both splits come from the same source")
-            logger.warning("CIFAR-10: %s", message)
             warnings.warn(message, stacklevel=3)
         try:
             write_atomically(path, lambda f, x=x, y=y: np.savez(f, x=x, y=y))
@@ -426,7 +425,6 @@ def _cifar10_source(folder: Path) -> str:
                            "archive (damaged, or replaced) and are taken to be the recovered "
                            f"copy. Delete them and {CIFAR10_MARKER} to convert the archive again")
                 logger.warning("CIFAR-10: %s", message)
-                warnings.warn(message, stacklevel=3)
             else:
                 source = "official"
         except FileNotFoundError:
