@@ -3,7 +3,8 @@
 Every value is checked before any work starts. Bad input, missing or damaged files and a
 training that goes non-finite print one line (``l2l: error: …``) and exit with status 2; an
 interrupted training (Ctrl-C, SIGTERM) says where its state is and exits with 130. Only the
-library's own errors (:mod:`l2l.errors`) are caught: anything else is a bug and keeps its traceback.
+library's own errors (:mod:`l2l.errors`) and failed allocations (a request too big for the
+machine) are caught: anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
