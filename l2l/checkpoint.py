@@ -44,9 +44,21 @@ TEMPORARY = ".{name}.*.tmp"
 def file_mode() -> int:
     """The permissions of a new file under the current umask (0o666 & ~umask), which temporary
     files (created 0o600) are given before they are renamed into place."""
+    return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask: read from /proc where it can be (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:

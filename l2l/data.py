@@ -299,9 +299,9 @@ def write_atomically(path: Path, write) -> None:
 
 def _file_mode() -> int:
     """A new file's permissions under the umask (temporary files are created 0o600)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+    from .checkpoint import file_mode  # the one place that reads the umask
+
+    return file_mode()
 
 
 #: a temporary ``.part`` file not written to for this long was left by a killed process

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import l2l.checkpoint
+import l2l.data
 import l2l.meta
 from l2l.errors import OutputError, TrainingInterrupted
 from l2l.meta import MetaConfig, MetaTrainer
@@ -151,9 +152,11 @@ def test_files_are_written_with_the_users_umask(tmp_path, umask):
     try:
         saved = l2l.checkpoint.atomic_save({"x": 1}, tmp_path / "a.pt")
         text = l2l.checkpoint.atomic_write_text("{}", tmp_path / "a.json")
+        converted = tmp_path / "a.npz"  # the data folder's converted files
+        l2l.data.write_atomically(converted, lambda f: f.write(b"x"))
     finally:
         os.umask(old)
-    for path in (saved, text):
+    for path in (saved, text, converted):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
