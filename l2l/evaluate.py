@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint, tuned
+from .errors import check_count
 from .optimizers import BASELINES, Optimizer
 from .problems import Problem, make_problem
 from .rollout import run
@@ -159,6 +160,8 @@ def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=None
     problem is costly). Returns (best rate, {rate: score}) with score the mean final loss.
     """
     problem = make_problem(problem)
+    check_count("steps", steps)
+    check_count("runs", runs)
     grid = tuple(problem.tune_grid if grid is None else grid)
     refine = problem.tune_refine if refine is None else refine
     scores: dict[float, float] = {}
@@ -218,11 +221,11 @@ def check_spec(spec) -> str:
     if head in BASELINES:
         if rest:
             try:
-                if float(rest) <= 0:
+                if not (math.isfinite(float(rest)) and float(rest) > 0):
                     raise ValueError
             except ValueError:
-                raise SpecError(f"bad learning rate in {text!r}; write a positive number, "
-                                f"e.g. {head}:0.01") from None
+                raise SpecError(f"bad learning rate in {text!r}; write a positive finite "
+                                f"number, e.g. {head}:0.01") from None
         return text
     if head in ("pretrained", "lstm") or text.endswith(".pt"):
         checkpoint.resolve(text)
@@ -274,6 +277,11 @@ def evaluate(problem, optimizers, steps: int = 100, runs: int = 100, seed: int =
     ``device``: where to run (default CPU). Returns one :class:`Curve` per optimizer, in order.
     """
     problem = make_problem(problem)
+    check_count("steps", steps)
+    check_count("runs", runs)
+    for name, value in (("tune_runs", tune_runs), ("batch_size", batch_size)):
+        if value is not None:
+            check_count(name, value)
     for spec in optimizers:
         if not isinstance(spec, Optimizer):
             check_spec(spec)

@@ -342,3 +342,16 @@ def test_an_optimizer_that_diverges_everywhere_writes_no_best(tmp_path, capsys):
     assert code == 2 and "l2l: error: " in err and "Traceback" not in err
     assert not (out / "best.pt").exists()
     _finite_files(out)
+
+
+def test_evaluate_and_tuning_check_their_counts_and_rates():
+    from l2l.errors import ConfigError
+
+    for kwargs in ({"steps": 0}, {"runs": -2}, {"batch_size": 0}, {"tune_runs": 0}):
+        with pytest.raises(ConfigError, match=next(iter(kwargs))):
+            evaluate("quadratic", ["adam:0.1"], progress=False, **kwargs)
+    for spec in ("adam:nan", "sgd:inf", "nag:-1"):
+        with pytest.raises(ConfigError, match="bad learning rate"):
+            evaluate("quadratic", [spec], steps=2, runs=2, progress=False)
+    with pytest.raises(ConfigError, match="steps"):
+        tune_learning_rate("quadratic", "sgd", steps=-3)
