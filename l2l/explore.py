@@ -25,5 +25,8 @@ def explorer(draw, **controls):
               "with controls)")
         return None
     widget = ipywidgets.interactive(draw, {"manual": True, "manual_name": "draw"}, **controls)
-    display(widget)
+    bundle = widget._repr_mimebundle_()
+    # what a viewer without widgets (GitHub, a terminal) shows instead of the controls
+    bundle["text/plain"] = "(controls: run the notebook in Jupyter to change these settings)"
+    display(bundle, raw=True)
     return widget

@@ -19,7 +19,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import LogLocator, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 COLOURS = {"lstm": "#d62728", "sgd": "#7f7f7f", "rmsprop": "#2ca02c", "adam": "#1f77b4",
            "nag": "#ff7f0e", "lstm-sub": "#9467bd"}
@@ -71,6 +71,18 @@ def _limits(ax, lows, highs, log: bool) -> None:
         ax.set_ylim(lo - pad, hi + pad)
 
 
+def plain_log_ticks(ax) -> None:
+    """Plain numbers on a log y-axis (0.4, not 4×10⁻¹); across less than two decades also
+    labelled minor ticks at 2 and 5, so a zoomed axis keeps a few labels that never collide."""
+    low, high = ax.get_ylim()
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    ax.yaxis.set_major_locator(LogLocator(numticks=8))
+    ax.yaxis.set_major_formatter(plain)
+    few = low > 0 and high / low < 100
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0) if few else (2.0, 3.0, 5.0), numticks=8))
+    ax.yaxis.set_minor_formatter(plain if few else NullFormatter())
+
+
 def plot_curves(curves, ax=None, title: str | None = None, start: int = 0, log: bool = True,
                 band: bool = True, smooth: int = 1, legend: bool = True):
     """Mean loss per step of each :class:`~l2l.evaluate.Curve`, with a 95% band.
@@ -87,11 +99,11 @@ def plot_curves(curves, ax=None, title: str | None = None, start: int = 0, log: 
         c = colour(curve.name, i)
         shown = smoothed(mean, smooth)
         if smooth > 1:
-            ax.plot(steps, mean, color=c, lw=0.6, alpha=0.25)
+            ax.plot(steps, mean, color=c, lw=0.5, alpha=0.2)
         ax.plot(steps, shown, color=c, label=label(curve.name), lw=1.6)
         if band and curve.losses.shape[1] > 1:
             low, high = (smoothed(b, smooth) for b in _band(curve))
-            ax.fill_between(steps, low, high, color=c, alpha=0.18, lw=0)
+            ax.fill_between(steps, low, high, color=c, alpha=0.15, lw=0)
         finite = shown[np.isfinite(shown)]
         if finite.size:
             lows.append(finite.min())
@@ -100,6 +112,8 @@ def plot_curves(curves, ax=None, title: str | None = None, start: int = 0, log: 
         ax.set_yscale("log")
     if lows:
         _limits(ax, lows, highs, log)
+    if log:
+        plain_log_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("loss" + (f" ({smooth}-step average)" if smooth > 1 else ""))
     if title:
@@ -129,7 +143,7 @@ def plot_relative(curves, ax=None, title: str | None = None, start: int = 0, smo
         finite = ratio[np.isfinite(ratio)]
         lows.append(finite.min(initial=1.0))
         highs.append(finite.max(initial=1.0))
-    ax.axhline(1.0, color="k", lw=0.6)
+    ax.axhline(1.0, color="#999999", lw=0.8, ls=":", zorder=0)
     _limits(ax, lows, [min(max(highs), 1.6)], log=False)
     ax.set_xlabel("step")
     ax.set_ylabel("loss ÷ best baseline")
@@ -173,6 +187,8 @@ def plot_training_log(log: list[dict], axes=None, title: str = "meta-training"):
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-        ax.yaxis.set_major_locator(LogLocator(numticks=5) if ax.get_yscale() == "log"
-                                   else MaxNLocator(5))
+        if ax.get_yscale() == "log":
+            plain_log_ticks(ax)
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(5))
     return axes
