@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
     train.add_argument("problem", help="e.g. quadratic, quadratic:dim=20")
     train.add_argument("--epochs", type=_count(0),
-                       help="batches of optimizees to meta-train on (0: only validate and save, e.g. after --imitate)")
+                       help="batches of optimizees to meta-train on (0: only validate and save, "
+                            "e.g. after --imitate)")
     train.add_argument("--horizon", type=_positive, help="steps per optimizee (paper: 100)")
     train.add_argument("--unroll", type=_positive, help="steps per truncation (paper: 20)")
     train.add_argument("--meta-lr", type=_adam_rate, help="Adam learning rate on φ (at most 1)")
