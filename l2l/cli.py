@@ -50,7 +50,7 @@ def _apply_to_init(optimizer, args) -> None:
 
 
 def _train(args) -> int:
-    from .meta import MetaConfig, MetaTrainer
+    from .meta import RUN_FILES, MetaConfig, MetaTrainer
     from .optimizers import LSTMOptimizer
     from .problems import make_problem
 
@@ -97,6 +97,9 @@ def _train(args) -> int:
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
                           "--force to start over, or --out for another folder")
     resume = args.resume and (out / "last.pt").exists()
+    if args.force and not resume:  # start over: nothing of the old run may pass for the new one's
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     if args.resume and not resume:
         # a run interrupted before its first epoch ended saved nothing: resuming it is starting it
         if any((out / name).exists() for name in ("best.pt", "log.csv", "log.json")):

@@ -46,6 +46,15 @@ def test_train_refuses_to_overwrite_and_resume_needs_state(capsys, tmp_path):
     (tmp_path / "run" / "last.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "quadratic", "--out", str(tmp_path / "run"))
     assert code == 2 and "--resume" in err
+    code, _, err = run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "run"),
+                       "--force", "--output-scale", "1e30", "--epochs", "1", "--horizon", "2",
+                       "--unroll", "1", "--validation-size", "2", "--quiet")
+    assert code == 2 and "no best.pt written" in err
+    (tmp_path / "run" / "best.pt").write_bytes(b"")  # an old run's best, started over with --force
+    code, _, err = run(capsys, "train", "quadratic:dim=2", "--out", str(tmp_path / "run"),
+                       "--force", "--output-scale", "1e30", "--epochs", "1", "--horizon", "2",
+                       "--unroll", "1", "--validation-size", "2", "--quiet")
+    assert code == 2 and not (tmp_path / "run" / "best.pt").exists()  # none passes for the new
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "best.pt").write_bytes(b"")
     code, _, err = run(capsys, "train", "quadratic", "--out", str(tmp_path / "done"), "--resume")
