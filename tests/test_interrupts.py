@@ -195,8 +195,8 @@ def test_ctrl_c_on_the_command_line_saves_and_resume_finishes_the_same_run(strai
 
 
 def test_the_random_generators_state_is_saved_and_restored(tmp_path):
-    """Nothing in today's training draws from torch's global generator, but a problem or an
-    optimizer that did would resume bit for bit too."""
+    """Training draws from explicit generators (l2l.seeding); should a problem or an optimizer
+    draw from torch's global one, a resumed run would still continue bit for bit."""
     torch.manual_seed(5)
     trainer(tmp_path, epochs=2).train()
     saved = torch.load(tmp_path / "last.pt", weights_only=False)["rng"]["torch"]
