@@ -73,14 +73,16 @@ def _limits(ax, lows, highs, log: bool) -> None:
 
 def plain_log_ticks(ax) -> None:
     """Plain numbers on a log y-axis (0.4, not 4×10⁻¹); across less than two decades also
-    labelled minor ticks at 2 and 5, so a zoomed axis keeps a few labels that never collide."""
+    labelled minor ticks (at 2 and 5, or more within one decade), so a zoomed axis keeps a few
+    labels that never collide."""
     low, high = ax.get_ylim()
     plain = FuncFormatter(lambda y, _: f"{y:g}")
     ax.yaxis.set_major_locator(LogLocator(numticks=8))
     ax.yaxis.set_major_formatter(plain)
-    few = low > 0 and high / low < 100
-    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0) if few else (2.0, 3.0, 5.0), numticks=8))
-    ax.yaxis.set_minor_formatter(plain if few else NullFormatter())
+    span = high / low if low > 0 else math.inf
+    subs = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0) if span < 10 else (2.0, 5.0)
+    ax.yaxis.set_minor_locator(LogLocator(subs=subs, numticks=8))
+    ax.yaxis.set_minor_formatter(plain if span < 100 else NullFormatter())
 
 
 def plot_curves(curves, ax=None, title: str | None = None, start: int = 0, log: bool = True,
