@@ -55,8 +55,8 @@ def test_papermill_reruns_with_another_seed(isolated):
     papermill = pytest.importorskip("papermill")
     before = stored_results()
     out = isolated / "out.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS / "02_mnist.ipynb"), str(out), kernel_name="python3",
-                               cwd=str(NOTEBOOKS), progress_bar=False,
+    papermill.execute_notebook(str(NOTEBOOKS / "02_mnist.ipynb"), str(out), cwd=str(ROOT),
+                               progress_bar=False,
                                parameters={"SEED": 7, "RUNS": 3, "TUNE_RUNS": 2})
     nb = nbformat.read(out, as_version=4)
     assert not errors(nb)
@@ -76,6 +76,7 @@ def test_saved_notebook_is_an_article(path):
     assert all(c.execution_count is not None for c in code if c.source.strip())
     assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     assert not errors(nb)
+    assert nb.metadata.kernelspec.name == "python3", "papermill and Jupyter need the kernel's name"
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "one cell tagged 'parameters' holds the notebook's settings"
     assert "SEED" in tagged[0].source and "Cost of running every cell" in tagged[0].source
