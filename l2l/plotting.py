@@ -21,13 +21,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from .optimizers import BASELINES
+
 COLOURS = {"lstm": "#d62728", "sgd": "#7f7f7f", "rmsprop": "#2ca02c", "adam": "#1f77b4",
            "nag": "#ff7f0e", "lstm-sub": "#9467bd"}
 LABELS = {"lstm": "LSTM", "sgd": "SGD", "rmsprop": "RMSprop", "adam": "ADAM", "nag": "NAG",
           "lstm-sub": "LSTM-sub"}
 EXTRA = ["#8c564b", "#e377c2", "#17becf", "#bcbd22", "#9467bd"]
-#: names of the hand-designed baselines (the reference of :func:`plot_relative`)
-BASELINE_NAMES = ("sgd", "rmsprop", "adam", "nag")
 
 
 def colour(name: str, index: int = 0) -> str:
@@ -132,10 +132,10 @@ def plot_relative(curves, ax=None, title: str | None = None, start: int = 0, smo
     lead: below 1 is ahead of every tuned hand-designed optimizer). Returns the axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3), layout="constrained")
-    baselines = [c for c in curves if c.name.split(" ")[0].lower() in BASELINE_NAMES]
+    baselines = [c for c in curves if c.name.split(" ")[0].lower() in BASELINES]
     if not baselines:
         raise ValueError("plot_relative needs at least one of the baselines "
-                         f"{', '.join(BASELINE_NAMES)} among the curves")
+                         f"{', '.join(BASELINES)} among the curves")
     best = np.min([smoothed(c.mean.numpy(), smooth) for c in baselines], axis=0)
     steps = np.arange(start, start + len(best))
     lows, highs = [1.0], [1.0]
