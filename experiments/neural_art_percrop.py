@@ -3,7 +3,7 @@
     python experiments/neural_art_percrop.py PROBLEM SPLIT RUNS SEED OPTIMIZER [OPTIMIZER ...]
 
 Output of ``neural_art:style=vangogh_night_cafe,size=128 val 20 0 pretrained:neural_art adam``:
-``results/neural_art_s9_percrop128_val.txt`` (and of ``… test 20 7 …``: ``…_test7.txt``).
+``results/neural_art_stage1_percrop128_val.txt`` (and of ``… test 20 7 …``: ``…_test7.txt``).
 """
 import sys
 

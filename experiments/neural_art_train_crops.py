@@ -11,7 +11,7 @@ stores the losses in ``$CACHE/traincrops_PART.pt``; ``report`` reads every part,
 optimizer of ``$OPTIMIZERS`` with the second: losses at steps 32 / 64 / 128, the crops where the
 second gains most at step 128, and how the difference goes with the RMS of the gradient at θ0. Training crops, not validation or test
 ones, so that what is learnt here can guide meta-training without choosing on held-out photos.
-Outputs: ``results/neural_art_s14_train_crops.txt``, ``results/neural_art_s14_hard_tame_train.txt``.
+Outputs: ``results/neural_art_stage1_train_crops.txt``, ``results/neural_art_stage1_hard_tame_train.txt``.
 """
 import os
 import sys
