@@ -2,8 +2,9 @@
 
 A notebook asks for the curves of some optimizers on a problem. Each optimizer's curve is stored
 on its own under a *key* that holds everything that determines it: the problem spec, the
-optimizer spec, the SHA-256 of a learned optimizer's checkpoint, steps, runs, seed, and the
-baseline's tuning (its fixed rate, the stored tuned rate, or the tuning settings). A stored curve
+optimizer spec, a learned optimizer's digest (:func:`optimizer_sha256`: its class, config and
+weights, not the provenance its checkpoint also carries), steps, runs, seed, and the baseline's
+tuning (its fixed rate, the stored tuned rate, or the tuning settings). A stored curve
 is used only when its whole key matches; otherwise it is computed (with an estimate of the cost
 and a progress bar) and written to the user's cache, never into the shipped results.
 
@@ -45,11 +46,22 @@ def cache_dir() -> Path:
     return (Path(env).expanduser() if env else Path.home() / ".cache" / "l2l") / "results"
 
 
-def file_sha256(path) -> str:
+def optimizer_sha256(path) -> str:
+    """SHA-256 of what determines a learned optimizer's steps: the class and config its checkpoint
+    names and every tensor of its weights (name, dtype, shape and bytes, in name order). The
+    checkpoint's provenance (command, commit, date, …) is left out, so rewriting it, or saving the
+    same weights again, keeps the digest; any change to a weight or to the config changes it."""
+    record = checkpoint.read(path)
+    if not isinstance(record, dict) or record.get("format") != checkpoint.FORMAT:
+        raise checkpoint.CheckpointError(f"{path} is not an l2l optimizer checkpoint "
+                                         f"(format {checkpoint.FORMAT})")
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    head = {"class": record.get("class"), "config": record.get("config")}
+    digest.update(json.dumps(head, sort_keys=True).encode())
+    for name in sorted(record["state_dict"]):
+        tensor = record["state_dict"][name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -59,8 +71,8 @@ def result_key(problem, spec: str, steps: int, runs: int, seed: int,
 
     A baseline with a fixed rate (``adam:0.01``) is keyed by that rate; a tuned one by the rate
     stored in :mod:`l2l.tuned` for this problem and horizon where there is one, else by the
-    tuning settings (validation runs, grid, refinement, stability check); a learned one by the
-    SHA-256 of its checkpoint file.
+    tuning settings (validation runs, grid, refinement, stability check); a learned one by
+    :func:`optimizer_sha256` of its checkpoint (its class, config and weights).
     """
     problem = make_problem(problem)
     text = check_spec(spec)
@@ -81,7 +93,7 @@ def result_key(problem, spec: str, steps: int, runs: int, seed: int,
                              "margin": problem.tune_margin,
                              "check_steps": problem.tune_check_steps}
     else:
-        key["checkpoint_sha256"] = file_sha256(checkpoint.resolve(text))
+        key["optimizer_sha256"] = optimizer_sha256(checkpoint.resolve(text))
     return json.loads(json.dumps(key))  # the form it takes once stored
 
 

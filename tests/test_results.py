@@ -30,15 +30,27 @@ def test_every_setting_that_determines_a_curve_changes_its_key(tmp_path):
     names = {results.file_name(k) for k in [base] + changed}
     assert len(names) == 1 + len(changed)
     assert key(spec="adam")["tuning"]["runs"] == 1024  # the problem's own, made explicit
-    # a learned optimizer is keyed by its checkpoint's bytes, not its name
+
+
+def test_a_learned_optimizer_is_keyed_by_its_weights_and_config_not_its_provenance(tmp_path):
     copy = tmp_path / "copy.pt"
     shutil.copy(checkpoint.resolve("pretrained:quadratic"), copy)
-    first = key(spec=f"lstm:{copy}")
+    first = key(spec=f"lstm:{copy}")["optimizer_sha256"]
+    assert first == key(spec="pretrained:quadratic")["optimizer_sha256"]
+    # the same weights and config saved again with other provenance: the same key
     optimizer = checkpoint.load_optimizer(copy)
+    checkpoint.save_optimizer(optimizer, copy, {"command": "python -m l2l train quadratic "
+                                                           "--out runs/elsewhere"})
+    assert key(spec=f"lstm:{copy}")["optimizer_sha256"] == first
+    # one weight changed, or the config: another key
     with torch.no_grad():
         next(optimizer.parameters()).add_(1e-3)
     checkpoint.save_optimizer(optimizer, copy)
-    assert key(spec=f"lstm:{copy}")["checkpoint_sha256"] != first["checkpoint_sha256"]
+    assert key(spec=f"lstm:{copy}")["optimizer_sha256"] != first
+    record = torch.load(checkpoint.resolve("pretrained:quadratic"), weights_only=True)
+    record["config"]["output_scale"] *= 2
+    torch.save(record, copy)
+    assert key(spec=f"lstm:{copy}")["optimizer_sha256"] != first
 
 
 def test_a_stored_curve_is_used_for_its_own_settings_only(tmp_path, cache):
