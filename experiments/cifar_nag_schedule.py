@@ -1,6 +1,6 @@
 """Is there room below constant-rate NAG late in a 1000-step CIFAR run? NAG with a decaying rate.
 
-Session 12's probe for issue 5: a learned optimizer meta-trained on 200 steps trails tuned NAG at
+A learned optimizer meta-trained on 200 steps trails tuned NAG at
 step 1000 on CIFAR-2; if a rate that decays over the 1000 steps ends clearly lower, an optimizer
 that sees the whole horizon has something to learn. Runs on the 4 validation networks (seed 0):
 

@@ -1,6 +1,6 @@
 """The figures `MetaTrainer.validate` logs (mean f and f at the last step on the trainer's 4
 validation networks of seed 0), for any optimizers, so that a run's validation column can be read
-against NAG and against its own starting point (session 11).
+against NAG and against its own starting point.
 
     python experiments/cifar_validation_reference.py PROBLEM STEPS SPEC [SPEC ...]
     python experiments/cifar_validation_reference.py cifar10:labels=0-1 1000 nag:0.0215 pretrained:cifar2

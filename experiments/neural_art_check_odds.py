@@ -1,4 +1,4 @@
-"""How often would issue 6's check pass? Per-crop losses on every test crop, then the check's draws.
+"""How often would the Figure 8 check pass? Per-crop losses on every test crop, then the check's draws.
 
 The check runs ``evaluate PROBLEM … --steps 128 --runs 20 --seed S``: 20 test crops drawn with
 replacement (``torch.randint`` from the seed's generator), each started from the photo plus noise,
@@ -8,13 +8,19 @@ rates; then, for seeds 0 … K-1, the crops the check would draw are looked up a
 compared. The noise of each run is not the check's own, so this estimates the odds; the
 figures for seeds whose check was run in full are printed beside, to compare.
 
-    python experiments/neural_art_check_odds.py PROBLEM CHECKPOINT [BASELINE ...]
+The check (``pretrained:neural_art`` against every baseline on 20 test photos, in both settings
+of Figure 8) asks for the LSTM's mean loss to be the lowest at steps 32, 64 and 128.
+
+    python experiments/neural_art_check_odds.py [--seeds 1000] [--cache FOLDER] PROBLEM CHECKPOINT [BASELINE ...]
 
 PROBLEM: ``neural_art`` or ``neural_art:style=vangogh_night_cafe,size=128``; baselines default to
-adam and rmsprop (SGD and NAG are far behind at steps 32–128 in every run so far). Environment:
-SEEDS (1000), CACHE (folder for the baselines' per-crop losses, default /tmp).
+adam and rmsprop (SGD and NAG are far behind at steps 32–128 in every run so far). ``--seeds``
+defaults to the environment variable SEEDS, else 1000; ``--cache`` (default ``runs/cache``) keeps
+the baselines' per-crop losses and each setting's passes, so that the second setting run with the
+same checkpoint prints how often both pass.
 """
 
+import argparse
 import os
 import sys
 
@@ -27,9 +33,17 @@ from l2l.seeding import generator
 
 STEPS, RUNS, AT = 128, 20, (32, 64, 128)
 
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("problem", metavar="PROBLEM")
+parser.add_argument("checkpoint", metavar="CHECKPOINT")
+parser.add_argument("baselines", nargs="*", metavar="BASELINE")
+parser.add_argument("--seeds", type=int, default=int(os.environ.get("SEEDS", "1000")))
+parser.add_argument("--cache", default="runs/cache", help="folder for per-crop losses and passes")
+args = parser.parse_args()
 torch.set_num_threads(1)
-spec, checkpoint_path, baselines = sys.argv[1], sys.argv[2], sys.argv[3:] or ["adam", "rmsprop"]
-seeds, cache = int(os.environ.get("SEEDS", "1000")), os.environ.get("CACHE", "/tmp")
+spec, checkpoint_path, baselines = args.problem, args.checkpoint, args.baselines or ["adam", "rmsprop"]
+seeds, cache = args.seeds, args.cache
+os.makedirs(cache, exist_ok=True)
 base_problem = make_problem(spec)  # the tuned rates are stored under the problem as specified
 problem = base_problem.for_split("test")
 crops = len(problem.content_images())

@@ -1,4 +1,4 @@
-"""The training photos where Adam ends far below the LSTM: gradients small for their loss (session 15).
+"""The training photos where Adam ends far below the LSTM: gradients small for their loss.
 
     python experiments/neural_art_dark_crops.py ratio                 # RMS ∇f(θ0) / f(θ0), every training crop
     python experiments/neural_art_dark_crops.py scale OPT             # the LSTM on c·f, c = 1 … 16
@@ -10,7 +10,8 @@
 
 The crops are 488, 1088 and 1593 of the training split (64×64, training style), the three where
 Adam gains most at step 128 in ``neural_art_train_crops.py``. ``ratio`` stores the ratio of every
-training crop in ``$CACHE/ratio_train.pt``; ``train`` fine-tunes ``$START`` with
+training crop in ``CACHE/ratio_train.pt`` (``--cache``, default ``runs/cache/dark_crops``; give
+the same to ``train``); ``train`` fine-tunes START with
 stage 2's recipe (R = 8 downward random scaling) while drawing FRACTION of its training photos
 from the 5% with the lowest ratio (all photos still come from the training split); with K, its
 readout weights and bias are first multiplied by K (so its steps start K times longer; the
@@ -19,10 +20,13 @@ moments as two more inputs (``LSTMOptimizer(adam_inputs=True)``) with zero weigh
 starts as the shipped optimizer and can learn to use them (e.g. to lengthen its steps where the
 gradient keeps its sign).
 
-``slope``, ``train`` and ``train-adam`` start from ``$START`` (default ``pretrained:neural_art``). The
-session-15 results started from the first-order stage 2 shipped then; to repeat them, set
-``START=lstm:FILE`` with FILE from ``git show bb93dcb:l2l/pretrained/neural_art.pt``.
+``slope``, ``train`` and ``train-adam`` start from START: ``--start``, else the environment variable
+START, else ``pretrained:neural_art``. The results in ``results/neural_art_dark_crops.txt`` and
+the fine-tunes logged beside it started from the first-order stage 2 shipped when they ran; to
+repeat them, give ``--start lstm:experiments/results/checkpoints/neural_art_scale_down8_first_order.pt``.
+Options go before the mode: ``python experiments/neural_art_dark_crops.py --cache DIR train …``.
 """
+import argparse
 import copy
 import os
 import sys
@@ -38,8 +42,8 @@ from l2l.problems.base import Scaled
 from l2l.rollout import run, unroll
 
 torch.set_num_threads(1)
-CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_dark_crops"))
-START = os.environ.get("START", "pretrained:neural_art")  # the optimizer slope and train start from
+CACHE = Path("runs/cache/dark_crops")  # set from --cache
+START = os.environ.get("START", "pretrained:neural_art")  # the optimizer slope and train start from; --start
 DARK = torch.tensor([488, 1088, 1593])
 problem = make_problem("neural_art").for_split("train")
 
@@ -133,7 +137,7 @@ def with_adam_inputs(optimizer):
 def train(fraction: float, seed: int, out: str, readout: float = 1.0, adam_inputs: bool = False) -> None:
     if not (CACHE / "ratio_train.pt").exists():
         sys.exit(f"no {CACHE / 'ratio_train.pt'}: run `python experiments/neural_art_dark_crops.py ratio` "
-                 "first, with the same CACHE")
+                 "first, with the same --cache")
     table = torch.load(CACHE / "ratio_train.pt")
     ratio = table[:, 2] / table[:, 1]
     pool = torch.nonzero(ratio <= torch.quantile(ratio, 0.05)).flatten()
@@ -161,20 +165,25 @@ def train(fraction: float, seed: int, out: str, readout: float = 1.0, adam_input
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", default=str(CACHE), help="folder for ratio_train.pt")
+    parser.add_argument("--start", default=START, help="the optimizer slope and train start from")
+    parser.add_argument("mode", choices=["ratio", "scale", "output-scale", "curves", "slope", "train",
+                                         "train-adam"])
+    parser.add_argument("args", nargs="*", help="the mode's arguments (see above)")
+    options = parser.parse_args()
+    CACHE, START, mode, rest = Path(options.cache), options.start, options.mode, options.args
     if mode == "ratio":
         ratios()
     elif mode == "scale":
-        scaled(sys.argv[2])
+        scaled(rest[0])
     elif mode == "output-scale":
-        output_scaled(sys.argv[2])
+        output_scaled(rest[0])
     elif mode == "curves":
-        curves(sys.argv[2:])
+        curves(rest)
     elif mode == "slope":
-        slope(int(sys.argv[2]))
+        slope(int(rest[0]))
     elif mode == "train-adam":
-        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], adam_inputs=True)
-    elif mode == "train":
-        train(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *map(float, sys.argv[5:6]))
+        train(float(rest[0]), int(rest[1]), rest[2], adam_inputs=True)
     else:
-        sys.exit(__doc__)
+        train(float(rest[0]), int(rest[1]), rest[2], *map(float, rest[3:4]))

@@ -1,13 +1,13 @@
-"""Probes of where `pretrained:neural_art` stalls (session 6), on 8 validation crops at 64×64.
+"""Probes of where `pretrained:neural_art` stalls, on 8 validation crops at 64×64.
 
     python experiments/neural_art_probes.py magnitudes   # |∇|, |update|, cos(−∇, update) along the way
     python experiments/neural_art_probes.py switch       # Adam for k steps, then the LSTM (fresh state)
     python experiments/neural_art_probes.py switch neural_art:style=vangogh_night_cafe,size=128 test 7 20 0.383
-                                                 # the same on 20 test crops of seed 7 at 128 px (session 7)
+                                                 # the same on 20 test crops of seed 7 at 128 px
     python experiments/neural_art_probes.py scale        # the LSTM's updates multiplied by a schedule
     python experiments/neural_art_probes.py noise        # init=noise (Gatys' white-noise start)
     python experiments/neural_art_probes.py handover     # the LSTM for k steps, then Adam with the
-                                                 # moments it gathered along the way (session 13)
+                                                 # moments it gathered along the way
 
 Output of each: ``results/neural_art_probes.txt``.
 """

@@ -1,4 +1,4 @@
-"""Where Adam ends below the LSTM, on training crops (64×64, training style; session 14).
+"""Where Adam ends below the LSTM, on training crops (64×64, training style).
 
     python experiments/neural_art_train_crops.py run PART PARTS   # rollouts, PARTS processes
     python experiments/neural_art_train_crops.py report           # the table and correlations
@@ -7,14 +7,15 @@
 ``run`` rolls the optimizers of ``$OPTIMIZERS`` (comma-separated; default
 ``pretrained:neural_art,adam``, Adam at its tuned rate) out for 128 steps on 96 training crops
 (drawn with seed 99; part PART of PARTS of them, so that two processes can share the work) and
-stores the losses in ``$CACHE/traincrops_PART.pt``; ``report`` reads every part, compares the first
+stores the losses in ``CACHE/traincrops_PART.pt`` (``--cache``, default ``runs/cache/train_crops``;
+options go before the mode); ``report`` reads every part, compares the first
 optimizer of ``$OPTIMIZERS`` with the second: losses at steps 32 / 64 / 128, the crops where the
 second gains most at step 128, and how the difference goes with the RMS of the gradient at θ0. Training crops, not validation or test
 ones, so that what is learnt here can guide meta-training without choosing on held-out photos.
 Outputs: ``results/neural_art_stage1_train_crops.txt``, ``results/neural_art_stage1_hard_tame_train.txt``.
 """
+import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from l2l.problems import make_problem
 from l2l.rollout import run
 
 torch.set_num_threads(1)
-CACHE = Path(os.environ.get("CACHE", "/tmp/l2l_train_crops"))
+CACHE = Path("runs/cache/train_crops")  # set from --cache
 OPTIMIZERS = tuple(os.environ.get("OPTIMIZERS", "pretrained:neural_art,adam").split(","))
 problem = make_problem("neural_art").for_split("train")
 
@@ -90,12 +91,15 @@ def hard_and_tame(specs) -> None:
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "run":
-        rollouts(int(sys.argv[2]), int(sys.argv[3]))
-    elif mode == "report":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", default=str(CACHE), help="folder for the rollouts' losses")
+    parser.add_argument("mode", choices=["run", "report", "hard-tame"])
+    parser.add_argument("args", nargs="*", help="PART PARTS for run, optimizers for hard-tame")
+    options = parser.parse_args()
+    CACHE = Path(options.cache)
+    if options.mode == "run":
+        rollouts(int(options.args[0]), int(options.args[1]))
+    elif options.mode == "report":
         report()
-    elif mode == "hard-tame":
-        hard_and_tame(sys.argv[2:])
     else:
-        sys.exit(__doc__)
+        hard_and_tame(options.args)

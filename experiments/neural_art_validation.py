@@ -2,15 +2,17 @@
 
 For choosing between meta-training recipes without looking at the test crops: both settings of
 Figure 8 (training style at 64×64, new style at 128×128) on SPLIT (default ``val``, 20 crops),
-baselines at their stored tuned rates (their curves cached in ``$CACHE``, default /tmp):
+baselines at their stored tuned rates (their curves cached in ``--cache``, default
+``runs/cache``):
 
-    python experiments/neural_art_validation.py CHECKPOINT [CHECKPOINT ...]
+    python experiments/neural_art_validation.py [--settings 64,128] [--cache FOLDER] CHECKPOINT ...
 
-Environment: SPLIT, RUNS (20), SEED (0), SETTINGS (``64,128``), CACHE.
+``--split`` (``val``), ``--runs`` (20), ``--seed`` (0) and ``--settings`` (``64,128``, or one of
+them) default to the environment variables SPLIT, RUNS, SEED and SETTINGS where those are set.
 """
 
+import argparse
 import os
-import sys
 
 import torch
 
@@ -18,11 +20,17 @@ from l2l import checkpoint
 from l2l.evaluate import make_optimizer, rollout_batched
 from l2l.problems import make_problem
 
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT")
+parser.add_argument("--split", default=os.environ.get("SPLIT", "val"))
+parser.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", "20")))
+parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "0")))
+parser.add_argument("--settings", default=os.environ.get("SETTINGS", "64,128"))
+parser.add_argument("--cache", default="runs/cache", help="folder for the baselines' curves")
+args = parser.parse_args()
 torch.set_num_threads(1)
-split = os.environ.get("SPLIT", "val")
-runs, seed = int(os.environ.get("RUNS", "20")), int(os.environ.get("SEED", "0"))
-settings = os.environ.get("SETTINGS", "64,128").split(",")
-cache = os.environ.get("CACHE", "/tmp")
+split, runs, seed, settings, cache = args.split, args.runs, args.seed, args.settings.split(","), args.cache
+os.makedirs(cache, exist_ok=True)
 specs = {"64": "neural_art", "128": "neural_art:style=vangogh_night_cafe,size=128"}
 for setting in settings:
     problem = make_problem(specs[setting])
@@ -37,7 +45,7 @@ for setting in settings:
             mean = losses.mean(1)
             torch.save(mean, path)
         rows.append((base, mean))
-    for spec in sys.argv[1:]:
+    for spec in args.checkpoints:
         losses, _ = rollout_batched(problem, checkpoint.load_optimizer(spec), 128, runs, seed,
                                     split=split, metrics=False)
         rows.append(("/".join(spec.split("/")[-2:]), losses.mean(1)))
