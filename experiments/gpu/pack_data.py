@@ -1,20 +1,26 @@
 """Pack the data a lent GPU machine needs into ``.devdata/`` (at most ~55 MB travels with the tree).
 
-The device tool sends only the repository (64 MiB in all), not ``../shared/data``. This writes a
-data dir in the layout :mod:`l2l.data` reads: ``cifar10/`` with the first TRAIN training images
-and the first TEST test images of the recovered copy, and ``art/`` with the neural-art crops and
-styles (compressed). Usage: ``python experiments/gpu/pack_data.py SRC_DATA_DIR [TRAIN] [TEST]``.
+A lent GPU machine receives only the repository's working tree (64 MiB in all), not the data
+folder. This writes a data folder in the layout :mod:`l2l.data` reads: ``cifar10/`` with the first
+TRAIN training images and the first TEST test images of the recovered copy, and ``art/`` with the
+neural-art crops and styles (compressed). Usage:
+``python experiments/gpu/pack_data.py SRC_DATA_DIR [TRAIN] [TEST] [--out FOLDER]`` (default
+``.devdata`` in the repository; a folder to send, not to commit).
 """
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-src = Path(sys.argv[1])
-train, test = (int(sys.argv[2]) if len(sys.argv) > 2 else 9000), (int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
-out = Path(__file__).resolve().parents[2] / ".devdata"
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("src", type=Path, metavar="SRC_DATA_DIR", help="the full data folder (L2L_DATA)")
+parser.add_argument("train", type=int, nargs="?", default=9000, metavar="TRAIN")
+parser.add_argument("test", type=int, nargs="?", default=1000, metavar="TEST")
+parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / ".devdata")
+args = parser.parse_args()
+src, train, test, out = args.src, args.train, args.test, args.out
 (out / "cifar10").mkdir(parents=True, exist_ok=True)
 for split, n in (("train", train), ("test", test)):
     with np.load(src / "cifar10" / f"cifar10_{split}.npz") as a:
