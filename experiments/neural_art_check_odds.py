@@ -1,9 +1,8 @@
 """How often would the Figure 8 check pass? Per-crop losses on every test crop, then the check's draws.
 
 The check (in both settings of Figure 8) runs ``evaluate PROBLEM … --steps 128 --runs 20 --seed S``:
-20 test crops drawn with
-replacement (``torch.randint`` from the seed's generator), each started from the photo plus noise,
-and asks that the LSTM's mean loss be the lowest at steps 32, 64 and 128. Here every test crop is
+20 test crops drawn with replacement (``torch.randint`` from the seed's generator), each started
+from the photo plus noise, and asks that the LSTM's mean loss be the lowest at steps 32, 64 and 128. Here every test crop is
 run once (one noise draw of its own), for the LSTM and for the baselines at their stored tuned
 rates; then, for seeds 0 … K-1, the crops the check would draw are looked up and the means
 compared. The noise of each run is not the check's own, so this estimates the odds; the
