@@ -4,7 +4,8 @@ Test optimizees come from the ``"test"`` seed stream and tuning uses the ``"val"
 neither overlaps with meta-training (``"train"``). Baselines are tuned as in the paper: one
 learning rate per problem, chosen over a log grid (then refined around the best point) to minimise
 the mean loss at the last step on validation optimizees; every other hyperparameter keeps Torch7's
-default. All optimizers run through the same loop, :func:`l2l.rollout.run`.
+default. All optimizers run through the same loop, :func:`l2l.rollout.run`. How much tuning each
+problem family gets (:class:`Tuning`) is in :data:`TUNING`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,59 @@ from .rollout import run
 from .seeding import generator
 from .specs import SpecError
 
-#: the coarse learning-rate grid: 1e-4 … 10, three points per decade (problems may choose another)
-DEFAULT_GRID = Problem.tune_grid
+#: the coarse learning-rate grid: 1e-4 … 10, three points per decade (families may choose another)
+DEFAULT_GRID = tuple(float(x) for x in np.logspace(-4, 1, 16))
 
 #: first index of the training-stream optimizees that :func:`stable_choice` checks rates on
 CHECK_INDEX = 10**9
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How a baseline's learning rate is tuned on a problem family.
+
+    Attributes:
+        runs: validation optimizees per rate (enough that the chosen rate does not diverge on the
+            test optimizees; cheap problems can afford many).
+        batch: functions per rollout when rates run side by side (rates × optimizees; see
+            :func:`score_rates`): as many as fit comfortably in memory.
+        grid: the coarse grid of rates, and ``refine``: the refinement points on each side of its
+            best rate (:func:`tune_learning_rate`).
+        check_runs: training optimizees on which the chosen rate must stay finite (0: no check),
+            at ``margin`` times the rate (a margin of stability), for ``check_steps`` steps (None:
+            all); see :func:`stable_choice`.
+    """
+
+    runs: int = 64
+    batch: int = 4096
+    grid: tuple[float, ...] = DEFAULT_GRID
+    refine: int = 4
+    check_runs: int = 0
+    margin: float = 1.0
+    check_steps: int | None = None
+
+
+#: each family's tuning, by problem name, where it is not :class:`Tuning`'s default
+TUNING = {
+    # the largest stable rate differs a lot between random W; tuning on 64 functions chose
+    # rates for SGD and NAG that diverged on a few of 200 test functions
+    "quadratic": Tuning(runs=1024),
+    "mnist": Tuning(runs=32, batch=512),
+    # a 1000-step convnet run is costly: 6 networks per rate, and rates a decade apart, then 4
+    # new points at a third of a decade around the best (10 rates per baseline instead of 25)
+    "cifar10": Tuning(runs=6, batch=64, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), refine=3),
+    # all 20 validation crops. They are all tame (initial loss at most 3.4) while about 4% of
+    # training and 8% of test crops start above 15, with far larger gradients; the chosen rate
+    # must also stay finite on 64 training crops at twice its value over the first 32 steps,
+    # where a too-large rate blows up: a rate at the very edge of stability on training crops
+    # still diverged on a test crop
+    "neural_art": Tuning(runs=20, batch=32, check_runs=64, margin=2.0, check_steps=32),
+}
+
+
+def tuning_for(problem: "str | Problem") -> Tuning:
+    """The :class:`Tuning` of a problem's family (:data:`TUNING`, else the defaults)."""
+    return TUNING.get(make_problem(problem).name, Tuning())
 
 
 @dataclass
@@ -113,16 +162,19 @@ def final_score(losses: torch.Tensor) -> float:
 
 
 def score_rates(problem: Problem, name: str, rates, steps: int, runs: int, seed: int = 0,
-                batch_size: int | None = None, device=None) -> dict[float, float]:
+                batch_size: int | None = None, device=None,
+                tuning: Tuning | None = None) -> dict[float, float]:
     """Mean final loss (:func:`final_score`) of baseline ``name`` at each rate, on the ``runs``
     validation optimizees of ``seed``.
 
     All rates run on the same optimizees in one batched rollout per batch of optimizees (the
     optimizee repeated once per rate, a rate per copy) where the optimizee supports
-    :meth:`~l2l.problems.Optimizee.repeat`, at most the problem's ``tune_batch`` functions
-    (rates × optimizees) per rollout; otherwise each rate is a rollout of its own.
+    :meth:`~l2l.problems.Optimizee.repeat`, at most ``tuning.batch`` functions (rates ×
+    optimizees) per rollout (default: the family's, :func:`tuning_for`); otherwise each rate is a
+    rollout of its own.
     """
     rates = [float(r) for r in rates]
+    functions = (tuning or tuning_for(problem)).batch
     problem_val = problem.for_split("val")
     batch_size = batch_size or runs
     cls = BASELINES[name]
@@ -130,7 +182,7 @@ def score_rates(problem: Problem, name: str, rates, steps: int, runs: int, seed:
     for index, first in enumerate(range(0, runs, batch_size)):
         n = min(batch_size, runs - first)
         optimizee = problem_val.sample(n, generator(seed, "val", index))
-        per_rollout = max(1, problem.tune_batch // n)
+        per_rollout = max(1, functions // n)
         for c in range(0, len(rates), per_rollout):
             chunk = rates[c:c + per_rollout]
             try:
@@ -151,42 +203,48 @@ def score_rates(problem: Problem, name: str, rates, steps: int, runs: int, seed:
 
 def tune_learning_rate(problem, name: str, steps: int, runs: int = 64, grid=None,
                        refine: int | None = None, seed: int = 0, batch_size: int | None = None,
-                       progress: bool = False, device=None) -> tuple[float, dict]:
+                       progress: bool = False, device=None,
+                       tuning: Tuning | None = None) -> tuple[float, dict]:
     """Choose a baseline's learning rate on validation optimizees.
 
     Every rate on ``grid`` is tried; then ``2·refine + 1`` points spaced evenly in log between the
-    best one's neighbours (fewer where they are already scored). ``grid`` and ``refine`` default
-    to the problem's ``tune_grid`` and ``tune_refine`` (:data:`DEFAULT_GRID` and 4 unless the
-    problem is costly). Returns (best rate, {rate: score}) with score the mean final loss.
+    best one's neighbours (fewer where they are already scored); then, if ``tuning.check_runs``,
+    the best rate that passes :func:`stable_choice`. ``tuning`` defaults to the family's
+    (:func:`tuning_for`), and ``grid`` and ``refine`` to its ``grid`` and ``refine``. Returns
+    (best rate, {rate: score}) with score the mean final loss.
     """
     problem = make_problem(problem)
     check_count("steps", steps)
     check_count("runs", runs)
-    grid = tuple(problem.tune_grid if grid is None else grid)
-    refine = problem.tune_refine if refine is None else refine
+    tuning = tuning or tuning_for(problem)
+    grid = tuple(tuning.grid if grid is None else grid)
+    refine = tuning.refine if refine is None else refine
     scores: dict[float, float] = {}
     with tqdm(total=len(grid) + (2 * refine + 1 if refine else 0), desc=f"tuning {name}",
               disable=not progress, leave=False) as bar:
-        scores.update(score_rates(problem, name, grid, steps, runs, seed, batch_size, device))
+        scores.update(score_rates(problem, name, grid, steps, runs, seed, batch_size, device,
+                                  tuning))
         bar.update(len(grid))
         best = min(scores, key=scores.get)
         if refine and math.isfinite(scores[best]):
             ratio = grid[1] / grid[0] if len(grid) > 1 else 10.0
             finer = [float(r) for r in np.geomspace(best / ratio, best * ratio, 2 * refine + 1)]
             todo = [r for r in finer if not any(math.isclose(r, q, rel_tol=1e-9) for q in scores)]
-            scores.update(score_rates(problem, name, todo, steps, runs, seed, batch_size, device))
+            scores.update(score_rates(problem, name, todo, steps, runs, seed, batch_size, device,
+                                      tuning))
             bar.update(2 * refine + 1)
             best = min(scores, key=scores.get)
-    if problem.tune_check_runs:
-        best = stable_choice(problem, name, scores, steps, seed, batch_size, device)
+    if tuning.check_runs:
+        best = stable_choice(problem, name, scores, steps, seed, batch_size, device, tuning)
     return best, dict(sorted(scores.items()))
 
 
 def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: int = 0,
-                  batch_size: int | None = None, device=None) -> float:
-    """The best-scoring rate r such that ``problem.tune_margin``·r still stays finite on the
-    problem's ``tune_check_runs`` training optimizees for ``tune_check_steps`` steps (default all
-    ``steps``); rates are tried best first.
+                  batch_size: int | None = None, device=None,
+                  tuning: Tuning | None = None) -> float:
+    """The best-scoring rate r such that ``tuning.margin``·r still stays finite on
+    ``tuning.check_runs`` training optimizees for ``tuning.check_steps`` steps (default all
+    ``steps``); rates are tried best first. ``tuning`` defaults to the family's (:func:`tuning_for`).
 
     A few validation optimizees may all be easy where the test distribution holds hard ones (on
     neural art, a bright high-contrast crop has gradients 25 times larger than any validation
@@ -194,9 +252,10 @@ def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: i
     many training optimizees, which are not test data, keeps the selection honest and the
     baseline stable. Raises ``RuntimeError`` if no scored rate passes.
     """
+    tuning = tuning or tuning_for(problem)
     train = problem.for_split("train")
-    n = problem.tune_check_runs
-    check_steps = min(steps, problem.tune_check_steps or steps)
+    n = tuning.check_runs
+    check_steps = min(steps, tuning.check_steps or steps)
     batch_size = batch_size or n
     for lr in sorted((r for r in scores if math.isfinite(scores[r])), key=scores.get):
         stable = True
@@ -204,7 +263,7 @@ def stable_choice(problem: Problem, name: str, scores: dict, steps: int, seed: i
             # training stream, indices far above any meta-training epoch's
             g = generator(seed, "train", CHECK_INDEX + index)
             optimizee = train.sample(min(batch_size, n - first), g)
-            losses, _ = run(optimizee, BASELINES[name](lr * problem.tune_margin), check_steps,
+            losses, _ = run(optimizee, BASELINES[name](lr * tuning.margin), check_steps,
                             device, stop_on_divergence=True)
             if not torch.isfinite(losses).all():
                 stable = False
@@ -258,9 +317,9 @@ def make_optimizer(spec, problem: Problem, steps: int, seed: int = 0, tune_runs:
                        f"validation optimizees ({stored['provenance'].get('command', '?')}); "
                        "retune=True / --retune tunes again")
         else:
-            lr, _ = tune_learning_rate(problem, head, steps, runs=tune_runs or problem.tune_runs,
-                                       seed=seed, batch_size=batch_size, progress=progress,
-                                       device=device)
+            runs = tune_runs or tuning_for(problem).runs
+            lr, _ = tune_learning_rate(problem, head, steps, runs=runs, seed=seed,
+                                       batch_size=batch_size, progress=progress, device=device)
         return head, BASELINES[head](lr), lr
     if head in ("pretrained", "lstm") or text.endswith(".pt"):
         optimizer = checkpoint.load_optimizer(text)

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint, tuned
-from .evaluate import Curve, check_spec, evaluate
+from .evaluate import Curve, check_spec, evaluate, tuning_for
 from .optimizers import BASELINES
 from .problems import make_problem
 from .rollout import run
@@ -87,11 +87,11 @@ def result_key(problem, spec: str, steps: int, runs: int, seed: int,
             key["tuning"] = {"stored_lr": stored["lr"], "runs": stored["runs"],
                              "seed": stored["seed"]}
         else:
-            key["tuning"] = {"runs": int(tune_runs or problem.tune_runs),
-                             "grid": [float(r) for r in problem.tune_grid],
-                             "refine": problem.tune_refine, "check_runs": problem.tune_check_runs,
-                             "margin": problem.tune_margin,
-                             "check_steps": problem.tune_check_steps}
+            tuning = tuning_for(problem)
+            key["tuning"] = {"runs": int(tune_runs or tuning.runs),
+                             "grid": [float(r) for r in tuning.grid],
+                             "refine": tuning.refine, "check_runs": tuning.check_runs,
+                             "margin": tuning.margin, "check_steps": tuning.check_steps}
     else:
         key["optimizer_sha256"] = optimizer_sha256(checkpoint.resolve(text))
     return json.loads(json.dumps(key))  # the form it takes once stored

@@ -92,13 +92,14 @@ def test_label_spellings():
 
 def test_spec_parsing_and_complements():
     problem = make_problem("cifar10:labels=0-4")
-    assert problem.labels == (0, 1, 2, 3, 4) and problem.spec() == "cifar10:labels=0-4"
+    assert problem.subset == (0, 1, 2, 3, 4) and problem.spec() == "cifar10:labels=0-4"
+    assert problem.labels == "0-4"  # every option is kept in its spelling
     assert make_problem(problem.spec()).config() == problem.config()
     assert make_problem("cifar10").spec() == "cifar10:labels=0-9"
     assert make_problem("cifar10:labels=0+1").spec() == "cifar10:labels=0-1"
     assert make_problem("cifar10:labels=0-1,channels=8").spec() == "cifar10:labels=0-1,channels=8"
     assert problem.complement().spec() == "cifar10:labels=5-9"
-    assert make_problem("cifar10:labels=0-1").complement().labels == tuple(range(2, 10))
+    assert make_problem("cifar10:labels=0-1").complement().subset == tuple(range(2, 10))
     with pytest.raises(ValueError, match="fewer than 2"):
         make_problem("cifar10:labels=0-8").complement()
     with pytest.raises(SpecError, match="labels are 0…9"):

@@ -64,7 +64,7 @@ def test_loss_and_gradient_match_nn_sequential(activation, layers):
     loss = optimizee.loss(theta, step=4)
     assert loss.shape == (3,)
     (grad,) = torch.autograd.grad(loss.sum(), theta)
-    x, y = optimizee.minibatch(4)
+    x, y = optimizee.minibatch(4, torch.float64)
     assert x.shape == (3, 16, 784) and y.shape == (3, 16)
     for b in range(3):
         net = sequential(theta[b], optimizee.sizes, activation)

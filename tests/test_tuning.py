@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from l2l import tuned
-from l2l.evaluate import make_optimizer, score_rates, stable_choice, tune_learning_rate
+from l2l.evaluate import (
+    Tuning,
+    make_optimizer,
+    score_rates,
+    stable_choice,
+    tune_learning_rate,
+    tuning_for,
+)
 from l2l.meta import MetaConfig, MetaTrainer
 from l2l.optimizers import BASELINES
 from l2l.problems import Mnist, Quadratic, make_problem
@@ -27,6 +34,20 @@ def test_rates_side_by_side_score_like_one_rollout_per_rate(name):
         last = losses[-1].double()
         expected = float(last.mean()) if torch.isfinite(last).all() else math.inf
         assert batched[lr] == pytest.approx(expected, rel=1e-5)
+
+
+def test_each_family_has_its_tuning():
+    """The tuning policy per family (result keys and stored rates depend on these values)."""
+    default = Tuning()
+    assert (default.runs, default.batch, default.refine, default.check_runs) == (64, 4096, 4, 0)
+    assert len(default.grid) == 16 and default.grid[0] == 1e-4 and default.grid[-1] == 10.0
+    assert tuning_for("quadratic:dim=3") == Tuning(runs=1024)
+    assert tuning_for(Mnist(hidden=5)) == Tuning(runs=32, batch=512)
+    cifar = tuning_for("cifar10:labels=0-1")
+    assert (cifar.runs, cifar.batch, cifar.refine) == (6, 64, 3)
+    assert cifar.grid == (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    art = tuning_for("neural_art")
+    assert (art.runs, art.batch, art.check_runs, art.margin, art.check_steps) == (20, 32, 64, 2.0, 32)
 
 
 def test_repeat_gives_the_same_functions():
@@ -53,13 +74,12 @@ def test_tuned_rates_are_stored_and_reused(tmp_path, monkeypatch):
 
 
 def test_stable_choice_skips_rates_that_diverge_on_training_optimizees():
-    problem = Quadratic(dim=4)
-    problem.tune_check_runs = 8
+    problem, tuning = Quadratic(dim=4), Tuning(check_runs=8)
     # pretend validation preferred a rate at which SGD diverges on quadratics
     scores = {100.0: 0.1, 1e-2: 0.5, 1e-3: 0.9}
-    assert stable_choice(problem, "sgd", scores, steps=50) == 1e-2
+    assert stable_choice(problem, "sgd", scores, steps=50, tuning=tuning) == 1e-2
     with pytest.raises(RuntimeError, match="diverged"):
-        stable_choice(problem, "sgd", {100.0: 0.1}, steps=50)
+        stable_choice(problem, "sgd", {100.0: 0.1}, steps=50, tuning=tuning)
 
 
 def test_time_limit_stops_early_and_resume_continues(tmp_path):

@@ -3,11 +3,12 @@
 from ..specs import build
 from .base import Optimizee, Problem, group_coordinates
 from .cifar import Cifar10, Cifar10Optimizee
+from .classification import Classification, ClassificationOptimizee
 from .mnist import Mnist, MnistOptimizee
 from .neural_art import NeuralArt, NeuralArtOptimizee
 from .quadratic import Quadratic, QuadraticOptimizee
 
-#: problem families by command-line name
+#: problem families by command-line name: a new family is a module here and one entry below
 PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist, Cifar10.name: Cifar10,
             NeuralArt.name: NeuralArt}
 
@@ -17,6 +18,6 @@ def make_problem(spec: "str | Problem") -> Problem:
     return spec if isinstance(spec, Problem) else build("problem", PROBLEMS, spec)
 
 
-__all__ = ["Optimizee", "Problem", "Quadratic", "QuadraticOptimizee", "Mnist", "MnistOptimizee",
-           "Cifar10", "Cifar10Optimizee", "NeuralArt", "NeuralArtOptimizee", "PROBLEMS",
-           "group_coordinates", "make_problem"]
+__all__ = ["Optimizee", "Problem", "Classification", "ClassificationOptimizee", "Quadratic",
+           "QuadraticOptimizee", "Mnist", "MnistOptimizee", "Cifar10", "Cifar10Optimizee",
+           "NeuralArt", "NeuralArtOptimizee", "PROBLEMS", "group_coordinates", "make_problem"]

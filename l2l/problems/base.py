@@ -15,9 +15,9 @@ gives the convolution weights one LSTM and everything else another (Section 3.3)
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Callable, Mapping, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -157,7 +157,12 @@ class Scaled(Optimizee):
 
 
 class Problem:
-    """A family of optimizees, with the paper's optimizer and meta-training setup for it."""
+    """A family of optimizees, with the paper's optimizer and meta-training setup for it.
+
+    Its constructor's keyword arguments are its options, each kept as an attribute of the same
+    name, in the spelling of a spec (``mnist:hidden=40``): that is what :meth:`config`,
+    :meth:`spec` and :meth:`with_options` read.
+    """
 
     #: the command-line name
     name: str = "problem"
@@ -165,22 +170,10 @@ class Problem:
     optimizer_defaults: dict = {}
     #: keyword arguments of :class:`~l2l.meta.MetaTrainer` that the paper (or we) use here
     training_defaults: dict = {}
-    #: validation optimizees per learning rate when a baseline's rate is tuned (enough that the
-    #: chosen rate does not diverge on the test optimizees; cheap problems can afford many)
-    tune_runs: int = 64
-    #: functions per rollout when learning rates are tuned side by side (rates × optimizees;
-    #: see :func:`l2l.evaluate.score_rates`): as many as fit comfortably in memory
-    tune_batch: int = 4096
-    #: the coarse learning-rate grid of tuning, and the refinement points on each side of its best
-    #: rate (:func:`l2l.evaluate.tune_learning_rate`): 1e-4 … 10, three points per decade
-    tune_grid: tuple = tuple(float(x) for x in np.logspace(-4, 1, 16))
-    tune_refine: int = 4
-    #: training optimizees on which the tuned rate must stay finite (0: no check); see
-    #: :func:`l2l.evaluate.stable_choice`
-    tune_check_runs: int = 0
-    #: ... at this multiple of the rate (a margin of stability), for this many steps (None: all)
-    tune_margin: float = 1.0
-    tune_check_steps: int | None = None
+    #: options that every spec writes out; the others appear only where not their defaults
+    always_in_spec: tuple[str, ...] = ()
+    #: options that say where files are, not what the problem is: never in a spec
+    not_in_spec: tuple[str, ...] = ("data_dir",)
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}
@@ -204,8 +197,21 @@ class Problem:
         return self
 
     def config(self) -> dict:
-        """Constructor keyword arguments (used in specs, checkpoints and logs)."""
-        return {}
+        """The options of the spec (used in specs, checkpoints and logs): those in
+        :attr:`always_in_spec`, then, in the constructor's order, every other one whose value is
+        not its default, leaving out :attr:`not_in_spec`."""
+        config = {name: getattr(self, name) for name in self.always_in_spec}
+        for name, option in inspect.signature(type(self)).parameters.items():
+            if name not in config and name not in self.not_in_spec:
+                value = getattr(self, name)
+                if value != option.default:
+                    config[name] = value
+        return config
+
+    def with_options(self, **changes) -> "Problem":
+        """The same family with some options changed (file locations included)."""
+        options = {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+        return type(self)(**{**options, **changes})
 
     def spec(self) -> str:
         """The command-line spelling of this problem, e.g. ``quadratic:dim=10``."""

@@ -27,7 +27,7 @@ Choices (the paper does not state them):
   scales to [0, 1]). They are stored as uint8 and normalised as each minibatch is drawn.
 - Every parameter starts IID N(0, init_std²) with init_std = 0.01, as in the authors' code.
 - Minibatches are drawn uniformly with replacement from the training images of the chosen labels,
-  from a stream of its own for each network, as on MNIST (:mod:`l2l.problems.mnist`).
+  from a stream of its own for each network, as on MNIST (:mod:`.classification`).
 
 θ is flat, ``[B, n]``, with the parameters of :func:`convnet_layout` in order. B networks run at
 once as grouped convolutions (``groups=B``): network b's channels are channels b·C … b·C + C − 1
@@ -48,8 +48,8 @@ from torch import Tensor
 
 from .. import data
 from ..errors import ConfigError, check_positive
-from ..seeding import minibatch_seed
-from .base import Layout, Optimizee, Problem, group_coordinates, layout_size, layout_slices
+from .base import Layout, group_coordinates, layout_size, layout_slices
+from .classification import Classification, ClassificationOptimizee
 
 CHANNELS_IN, IMAGE, KERNEL, CONV_LAYERS, NUM_LABELS = 3, 32, 5, 3, 10
 
@@ -180,30 +180,9 @@ def convnet_logits(theta: Tensor, layout: Layout, x: Tensor, eps: float = BN_EPS
     return torch.baddbmm(p["out.bias"].unsqueeze(1), h, p["out.weight"].transpose(1, 2))
 
 
-def batch_seed(seed: int, step: int) -> int:
-    """The 63-bit seed of one network's minibatch at ``step`` (see :func:`l2l.seeding.minibatch_seed`)."""
-    return minibatch_seed("cifar10", seed, step)
-
-
 # ----------------------------------------------------------------------------- the optimizee
 
-# the training images copied to an accelerator, once per process: (id of the CPU tensor, device)
-_ON_DEVICE: dict = {}
-
-
-def on_device(split: tuple[Tensor, Tensor], device) -> tuple[Tensor, Tensor]:
-    """(images, labels) of a split on ``device``: the tensors themselves on the CPU, else a copy
-    made once per process (the 150 MB of training images then cross the bus only once)."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return split
-    key = (id(split[0]), str(device))
-    if key not in _ON_DEVICE:
-        _ON_DEVICE[key] = (split[0].to(device), split[1].to(device))
-    return _ON_DEVICE[key]
-
-
-class Cifar10Optimizee(Optimizee):
+class Cifar10Optimizee(ClassificationOptimizee):
     """B convnets on a CIFAR-10 label subset, with θ0 ``[B, n]`` and minibatch streams.
 
     Args:
@@ -215,85 +194,33 @@ class Cifar10Optimizee(Optimizee):
         train, test: (images ``[N, 3, 32, 32]`` uint8, labels ``[N]`` int64) of each split, all
             ten labels (:func:`l2l.data.load_cifar10`); only the chosen labels' images are used.
         group_rules: how θ's coordinates split between the optimizer's LSTMs.
+
+    The metrics are the loss and accuracy on the test images of the chosen labels, in chunks of
+    about ``batch`` images (batch-norm statistics of each chunk).
     """
+
+    stream = "cifar10"
+    metric_splits = ("test",)
 
     def __init__(self, theta0: Tensor, layout: Layout, labels: tuple[int, ...], seeds: Tensor,
                  batch: int, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
                  group_rules=GROUP_RULES):
-        self.theta0, self.layout, self.labels = theta0, layout, tuple(labels)
-        self.seeds, self.batch, self.group_rules = seeds, batch, dict(group_rules)
-        self.train, self.test = train, test
-        # original label → class index (−1: not used)
-        self.classes = torch.full((NUM_LABELS,), -1, dtype=torch.long)
-        self.classes[list(self.labels)] = torch.arange(len(self.labels))
-        self.train_rows = torch.isin(train[1], self.classes.new_tensor(self.labels)).nonzero().squeeze(1)
-        self.test_rows = torch.isin(test[1], self.classes.new_tensor(self.labels)).nonzero().squeeze(1)
-        self._cached_key, self._cached_batch = None, None
+        super().__init__(theta0, seeds, batch, train, test, labels)
+        self.layout, self.group_rules = layout, dict(group_rules)
 
-    def repeat(self, copies: int) -> "Cifar10Optimizee":
-        return Cifar10Optimizee(self.theta0.repeat(copies, 1), self.layout, self.labels,
-                                self.seeds.repeat(copies), self.batch, self.train, self.test,
-                                self.group_rules)
+    def inputs(self, examples: Tensor, dtype: torch.dtype) -> Tensor:
+        """uint8 images ``[…, 3, 32, 32]`` → normalised floats (:func:`normalise`)."""
+        return normalise(examples, dtype)
 
-    def indices(self, step: int) -> Tensor:
-        """Training-set rows of every network's minibatch at ``step``: ``[B, batch]``."""
-        rows = []
-        for seed in self.seeds.tolist():
-            g = torch.Generator().manual_seed(batch_seed(seed, step))
-            rows.append(torch.randint(len(self.train_rows), (self.batch,), generator=g))
-        return self.train_rows[torch.stack(rows)]
-
-    def minibatch(self, step: int, dtype: torch.dtype = torch.float32,
-                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """Normalised images ``[B, batch, 3, 32, 32]`` and classes ``[B, batch]`` (0…k−1) at
-        ``step`` (the last one is cached)."""
-        key = (step, dtype, torch.device(device))
-        if self._cached_key != key:
-            images, labels = on_device(self.train, device)
-            index = self.indices(step).to(images.device)
-            x = normalise(images[index], dtype)
-            y = self.classes.to(labels.device)[labels[index]]
-            self._cached_key, self._cached_batch = key, (x, y)
-        return self._cached_batch
-
-    def logits(self, theta: Tensor, x: Tensor) -> Tensor:
+    def forward(self, theta: Tensor, x: Tensor) -> Tensor:
         """Logits ``[B, M, k]`` for normalised images ``[B, M, 3, 32, 32]`` or ``[M, 3, 32, 32]``
-        (they follow θ's device and dtype)."""
-        return convnet_logits(theta, self.layout, x.to(device=theta.device, dtype=theta.dtype))
-
-    def loss(self, theta: Tensor, step: int = 0) -> Tensor:
-        """Mean cross-entropy of each network on its own minibatch at ``step``: ``[B]``."""
-        x, y = self.minibatch(step, theta.dtype, theta.device)
-        logits = self.logits(theta, x)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-
-    @torch.no_grad()
-    def evaluate(self, theta: Tensor, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean cross-entropy and accuracy ``[B]`` on uint8 images ``[N, 3, 32, 32]`` with original
-        labels ``[N]``, in consecutive chunks of about ``batch`` images (batch-norm statistics of
-        each chunk)."""
-        B, N = theta.shape[0], len(labels)
-        loss_sum = theta.new_zeros(B, dtype=torch.float64)
-        correct = theta.new_zeros(B, dtype=torch.float64)
-        chunks = max(1, -(-N // self.batch))
-        for x, y in zip(images.tensor_split(chunks), labels.tensor_split(chunks)):
-            logits = self.logits(theta, normalise(x.to(theta.device), theta.dtype))
-            target = self.classes[y].to(theta.device).expand(B, -1)
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-            loss_sum += loss.view(B, -1).double().sum(1)
-            correct += (logits.argmax(-1) == target).double().sum(1)
-        return (loss_sum / N).to(theta.dtype), (correct / N).to(theta.dtype)
-
-    def metrics(self, theta: Tensor) -> dict[str, Tensor]:
-        """Loss and accuracy on the test images of the chosen labels, each ``[B]``."""
-        images, labels = self.test[0][self.test_rows], self.test[1][self.test_rows]
-        test_loss, test_acc = self.evaluate(theta, images, labels)
-        return {"test_loss": test_loss, "test_acc": test_acc}
+        (:func:`convnet_logits`)."""
+        return convnet_logits(theta, self.layout, x)
 
 
 # ----------------------------------------------------------------------------- the family
 
-class Cifar10(Problem):
+class Cifar10(Classification):
     """The paper's convnet classifying CIFAR-10 images, or a subset of the labels (Section 3.3).
 
     Args:
@@ -312,18 +239,11 @@ class Cifar10(Problem):
     """
 
     name = "cifar10"
+    always_in_spec = ("labels",)
     # two LSTMs, one for the convolution weights and one for everything else (Section 3.3);
     # `python -m l2l train cifar10 --single-lstm` trains the one-LSTM ablation
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1,
                           "groups": ["conv", "other"]}
-    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
-    tune_batch = 64
-    #: validation networks per rate when a baseline is tuned (a 1000-step convnet run is costly)
-    tune_runs = 6
-    #: a decade apart, then 4 new points at a third of a decade around the best: 10 rates per
-    #: baseline instead of 25, since every rate costs 1000 convnet steps per network
-    tune_grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-    tune_refine = 3
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 8}
@@ -336,18 +256,20 @@ class Cifar10(Problem):
             raise ConfigError(f"need channels ≥ 1, hidden ≥ 1 and batch ≥ 2 (batch norm); got "
                               f"channels={channels}, hidden={hidden}, batch={batch}")
         check_positive("init_std", init_std, inclusive=True)
-        self.labels = parse_labels(labels)
+        #: the labels classified, sorted (``labels`` is their spelling: ``"0-4"``)
+        self.subset = parse_labels(labels)
+        self.labels = format_labels(self.subset)
         self.channels, self.hidden, self.batch = channels, hidden, batch
         self.init_std, self.data_dir = init_std, data_dir
 
     @property
     def layout(self) -> Layout:
         """(name, shape) of each parameter of one network (:func:`convnet_layout`)."""
-        return convnet_layout(len(self.labels), self.channels, self.hidden)
+        return convnet_layout(len(self.subset), self.channels, self.hidden)
 
     @property
     def num_params(self) -> int:
-        """n, the length of each network's flat θ (22,602 for CIFAR-10, 22,470 for CIFAR-5)."""
+        """n, the length of each network's flat θ (22,602 for CIFAR-10, 22,437 for CIFAR-5)."""
         return layout_size(self.layout)
 
     def coordinate_groups(self) -> dict[str, Tensor]:
@@ -356,23 +278,15 @@ class Cifar10(Problem):
 
     def complement(self) -> "Cifar10":
         """The same problem on the held-out labels (LSTM-sub's training problem)."""
-        rest = [label for label in range(NUM_LABELS) if label not in self.labels]
+        rest = [label for label in range(NUM_LABELS) if label not in self.subset]
         if len(rest) < 2:
-            raise ConfigError(f"labels {format_labels(self.labels)} leave fewer than 2 labels out")
-        return Cifar10(format_labels(rest), self.channels, self.hidden, self.batch,
-                       self.init_std, self.data_dir)
+            raise ConfigError(f"labels {self.labels} leave fewer than 2 labels out")
+        return self.with_options(labels=format_labels(rest))
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Cifar10Optimizee:
-        train = data.load_cifar10("train", self.data_dir or None)
-        test = data.load_cifar10("test", self.data_dir or None)
-        theta0 = self.init_std * torch.randn(batch_size, self.num_params, generator=generator)
-        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
-        return Cifar10Optimizee(theta0, self.layout, self.labels, seeds, self.batch, train, test,
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        return data.load_cifar10(split, self.data_dir or None)
+
+    def optimizee(self, theta0: Tensor, seeds: Tensor, train: tuple[Tensor, Tensor],
+                  test: tuple[Tensor, Tensor]) -> Cifar10Optimizee:
+        return Cifar10Optimizee(theta0, self.layout, self.subset, seeds, self.batch, train, test,
                                 self.group_rules)
-
-    def config(self) -> dict:
-        """labels always; the others where they are not the paper's."""
-        config = {"labels": format_labels(self.labels)}
-        defaults = {"channels": 16, "hidden": 32, "batch": 128, "init_std": 0.01}
-        config.update({k: getattr(self, k) for k, v in defaults.items() if getattr(self, k) != v})
-        return config

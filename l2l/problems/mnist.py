@@ -12,12 +12,9 @@ forward pass takes views of θ and runs all B networks at once with ``torch.badd
 authors' code every parameter starts IID N(0, init_std²), init_std = 0.01 (the paper says only
 "IID Gaussian").
 
-Each sampled network has its own stream of minibatches: step t of network b uses 128 training
-images drawn uniformly with replacement (as in the authors' code) by a generator seeded from
-(a seed drawn for b at sampling, t). So step t always sees the same minibatch, whatever order the
-steps are asked in, and a network's minibatches depend on its own seed only. The loss the optimizer sees
-(and that the curves plot) is this minibatch loss; :meth:`MnistOptimizee.metrics` adds the loss
-and accuracy on the full training and test sets.
+Minibatches, the loss and the metrics are those of every classifier (:mod:`.classification`):
+each network draws its own stream of minibatches of 128 training images, and the metrics are the
+loss and accuracy on the full training and test sets.
 
 The data are loaded by :func:`l2l.data.load_mnist` at the first :meth:`Mnist.sample`, once per
 process, so the problem can be built (and its spec parsed) without the files present.
@@ -31,8 +28,7 @@ from torch import Tensor
 
 from .. import data
 from ..errors import ConfigError, check_positive
-from ..seeding import minibatch_seed
-from .base import Optimizee, Problem
+from .classification import Classification, ClassificationOptimizee
 
 #: hidden-layer nonlinearities by name
 ACTIVATIONS = {
@@ -95,12 +91,7 @@ def mlp_logits(theta: Tensor, sizes: list[int], activation, x: Tensor) -> Tensor
     return h
 
 
-def batch_seed(seed: int, step: int) -> int:
-    """The 63-bit seed of one network's minibatch at ``step`` (see :func:`l2l.seeding.minibatch_seed`)."""
-    return minibatch_seed("mnist", seed, step)
-
-
-class MnistOptimizee(Optimizee):
+class MnistOptimizee(ClassificationOptimizee):
     """B MLPs on MNIST with their initial parameters θ0 ``[B, n]`` and minibatch streams.
 
     Args:
@@ -112,74 +103,25 @@ class MnistOptimizee(Optimizee):
         train, test: (images ``[N, 784]``, labels ``[N]``) of each split.
     """
 
+    stream = "mnist"
+
     def __init__(self, theta0: Tensor, sizes: list[int], activation, seeds: Tensor, batch: int,
                  train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]):
-        self.theta0, self.sizes, self.activation = theta0, sizes, activation
-        self.seeds, self.batch = seeds, batch
-        self.train, self.test = train, test
-        self._cached_step, self._cached_batch = None, None
+        super().__init__(theta0, seeds, batch, train, test)
+        self.sizes, self.activation = sizes, activation
 
-    def repeat(self, copies: int) -> "MnistOptimizee":
-        return MnistOptimizee(self.theta0.repeat(copies, 1), self.sizes, self.activation,
-                              self.seeds.repeat(copies), self.batch, self.train, self.test)
-
-    def indices(self, step: int) -> Tensor:
-        """Training-set indices of every network's minibatch at ``step``: ``[B, batch]``."""
-        n = len(self.train[1])
-        rows = []
-        for seed in self.seeds.tolist():
-            g = torch.Generator().manual_seed(batch_seed(seed, step))
-            rows.append(torch.randint(n, (self.batch,), generator=g))
-        return torch.stack(rows)
-
-    def minibatch(self, step: int) -> tuple[Tensor, Tensor]:
-        """Images ``[B, batch, 784]`` and labels ``[B, batch]`` at ``step`` (last one cached)."""
-        if self._cached_step != step:
-            index = self.indices(step)
-            self._cached_step = step
-            self._cached_batch = (self.train[0][index], self.train[1][index])
-        return self._cached_batch
-
-    def logits(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Logits ``[B, M, 10]`` for inputs ``[B, M, 784]`` or ``[M, 784]``.
-
-        The inputs follow θ's device and dtype (a no-op for float32 θ on the CPU).
-        """
-        x = x.to(device=theta.device, dtype=theta.dtype)
+    def forward(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Logits ``[B, M, 10]`` for images ``[B, M, 784]`` or ``[M, 784]`` (:func:`mlp_logits`)."""
         return mlp_logits(theta, self.sizes, self.activation, x)
 
-    def loss(self, theta: Tensor, step: int = 0) -> Tensor:
-        """Mean cross-entropy of each network on its own minibatch at ``step``: ``[B]``."""
-        x, y = self.minibatch(step)
-        logits = self.logits(theta, x)
-        y = y.to(theta.device)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-
-    @torch.no_grad()
-    def evaluate(self, theta: Tensor, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean cross-entropy and accuracy ``[B]`` of each network on a whole dataset."""
-        B = theta.shape[0]
-        chunk = max(128, METRICS_BUDGET // (B * max(self.sizes[1:])))
-        loss_sum = theta.new_zeros(B, dtype=torch.float64)
-        correct = theta.new_zeros(B, dtype=torch.float64)
-        for start in range(0, len(labels), chunk):
-            x, y = images[start:start + chunk], labels[start:start + chunk]
-            logits = self.logits(theta, x)
-            target = y.to(theta.device).expand(B, -1)
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-            loss_sum += loss.view(B, -1).double().sum(1)
-            correct += (logits.argmax(-1) == target).double().sum(1)
-        return (loss_sum / len(labels)).to(theta.dtype), (correct / len(labels)).to(theta.dtype)
-
-    def metrics(self, theta: Tensor) -> dict[str, Tensor]:
-        """Loss and accuracy on the full training set and the test set, each ``[B]``."""
-        train_loss, train_acc = self.evaluate(theta, *self.train)
-        test_loss, test_acc = self.evaluate(theta, *self.test)
-        return {"train_loss": train_loss, "train_acc": train_acc,
-                "test_loss": test_loss, "test_acc": test_acc}
+    def chunks(self, examples: Tensor, labels: Tensor, networks: int):
+        """Pieces of a whole set as large as :data:`METRICS_BUDGET` allows (no batch norm here:
+        the chunks change nothing but the speed)."""
+        size = max(128, METRICS_BUDGET // (networks * max(self.sizes[1:])))
+        return zip(examples.split(size), labels.split(size))
 
 
-class Mnist(Problem):
+class Mnist(Classification):
     """MLPs classifying MNIST digits with the cross-entropy loss (Section 3.2).
 
     Args:
@@ -196,9 +138,8 @@ class Mnist(Problem):
     """
 
     name = "mnist"
+    always_in_spec = ("hidden", "layers", "activation")
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
-    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
-    tune_batch = 512
     #: meta-training defaults: the paper's horizon and unroll; meta-lr, schedule and clipping from
     #: experiments/mnist_sweep.sh; the log f meta-loss, which weighs late progress as much as
     #: early progress, gave a better optimizer in one run than two stages of the paper's mean f
@@ -206,7 +147,6 @@ class Mnist(Problem):
     training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
                          "meta_lr": 3e-3, "lr_schedule": "cosine", "clip_grad": 1.0,
                          "objective": "log_loss", "validate_every": 20, "validation_size": 16}
-    tune_runs = 32
 
     def __init__(self, hidden: int = 20, layers: int = 1, activation: str = "sigmoid",
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):
@@ -225,19 +165,10 @@ class Mnist(Problem):
         """n, the length of each network's flat θ (15,910 for the paper's 784-20-10 MLP)."""
         return num_params(self.sizes)
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> MnistOptimizee:
-        train = data.load_mnist("train", self.data_dir or None)
-        test = data.load_mnist("test", self.data_dir or None)
-        theta0 = self.init_std * torch.randn(batch_size, self.num_params, generator=generator)
-        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        return data.load_mnist(split, self.data_dir or None)
+
+    def optimizee(self, theta0: Tensor, seeds: Tensor, train: tuple[Tensor, Tensor],
+                  test: tuple[Tensor, Tensor]) -> MnistOptimizee:
         return MnistOptimizee(theta0, self.sizes, ACTIVATIONS[self.activation], seeds, self.batch,
                               train, test)
-
-    def config(self) -> dict:
-        """hidden, layers and activation always; batch and init_std where not the paper's."""
-        config = {"hidden": self.hidden, "layers": self.layers, "activation": self.activation}
-        if self.batch != 128:
-            config["batch"] = self.batch
-        if self.init_std != 0.01:
-            config["init_std"] = self.init_std
-        return config

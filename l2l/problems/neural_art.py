@@ -68,7 +68,6 @@ The content crops and style images are openly licensed with attribution requirem
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +128,7 @@ def load_content(split: str = "train", size: int = 64, root=None) -> Tensor:
     ``size`` 128: ``val`` or ``test`` from ``content_128_heldout.npz``. There are no 128-pixel
     training photos: ``train`` at 128 is the 64-pixel training crops upsampled (bilinear), blurrier
     than real 128-pixel crops; the paper never trains at 128, and here they only serve the
-    stability check of baseline tuning (:attr:`NeuralArt.tune_check_runs`). The result is shared
+    stability check of baseline tuning (:data:`l2l.evaluate.TUNING`). The result is shared
     between callers: do not modify it.
     """
     check_content(size, split)
@@ -326,19 +325,9 @@ class NeuralArt(Problem):
 
     name = "neural_art"
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 1.0}
+    always_in_spec = ("style", "size", "content")
+    not_in_spec = ("weights", "data_dir")
     # horizon and unroll are the paper's; the rest is provisional until a sweep sets it
-    #: functions per tuning rollout (rates × networks; see :func:`l2l.evaluate.score_rates`)
-    tune_batch = 32
-    #: validation images per rate when a baseline is tuned: all 20 validation crops
-    tune_runs = 20
-    #: the validation crops are all tame (initial loss at most 3.4) while about 4% of training
-    #: and 8% of test crops start above 15, with far larger gradients; the chosen rate must
-    #: also stay finite on this many training crops at twice its value over the first 32 steps,
-    #: where a too-large rate blows up (:func:`l2l.evaluate.stable_choice`): a rate at the very
-    #: edge of stability on training crops still diverged on a test crop
-    tune_check_runs = 64
-    tune_margin = 2.0
-    tune_check_steps = 32
     training_defaults = {"epochs": 200, "batch_size": 1, "horizon": 128, "unroll": 32,
                          "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
                          "validation_size": 4}
@@ -431,16 +420,4 @@ class NeuralArt(Problem):
 
     def for_split(self, split: str) -> "NeuralArt":
         """The same problem on the content crops of ``split`` (``train``, ``val`` or ``test``)."""
-        options = {**self.config(), "content": split, "weights": self.weights,
-                   "data_dir": self.data_dir}
-        return NeuralArt(**options)
-
-    def config(self) -> dict:
-        """style, size and content always; the other options where not the defaults."""
-        config = {"style": self.style, "size": self.size, "content": self.content}
-        parameters = inspect.signature(NeuralArt).parameters
-        for key in ("content_weight", "style_weight", "tv_weight", "features", "style_layers",
-                    "content_layers", "init", "init_std"):
-            if getattr(self, key) != parameters[key].default:
-                config[key] = getattr(self, key)
-        return config
+        return self.with_options(content=split)

@@ -40,12 +40,10 @@ class Quadratic(Problem):
     """
 
     name = "quadratic"
+    always_in_spec = ("dim", "distribution", "init_std")
     optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
     training_defaults = {"epochs": 1200, "batch_size": 128, "horizon": 100, "unroll": 20,
                          "meta_lr": 1e-2, "validate_every": 50, "validation_size": 256}
-    # the largest stable rate differs a lot between random W; tuning on 64 functions chose
-    # rates for SGD and NAG that diverged on a few of 200 test functions
-    tune_runs = 1024
 
     def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
         if dim < 1:
@@ -61,6 +59,3 @@ class Quadratic(Problem):
         y = draw(batch_size, self.dim, generator=generator)
         theta0 = self.init_std * torch.randn(batch_size, self.dim, generator=generator)
         return QuadraticOptimizee(W, y, theta0)
-
-    def config(self) -> dict:
-        return {"dim": self.dim, "distribution": self.distribution, "init_std": self.init_std}
