@@ -112,7 +112,7 @@ def slope(steps: int) -> None:
     def meta_loss(length: float, second_order: bool = False):
         optimizer.output_scale = torch.tensor(length, dtype=torch.float64, requires_grad=True)
         state = optimizer.init_state(optimizee.theta0, groups=optimizee.coordinate_groups())
-        losses, _, _ = unroll(optimizee, optimizer, optimizee.theta0, state, 0, steps, second_order=second_order)
+        losses = unroll(optimizee, optimizer, optimizee.theta0, state, 0, steps, second_order=second_order).losses
         return losses.mean(), optimizer.output_scale
 
     for second_order in (False, True):

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .optimizers.base import Optimizer
 from .problems.base import Optimizee
+from .rollout import replay, unroll
 
 
 @dataclass
@@ -43,21 +44,11 @@ def update_histories(optimizee: Optimizee, learned: Optimizer, references: dict[
     make given the same gradients (each reference's state follows the learned trajectory)."""
     theta = optimizee.theta0
     groups = optimizee.coordinate_groups()
-    states = {"lstm": learned.init_state(theta, groups=groups)}
-    states.update({name: opt.init_state(theta, groups=groups) for name, opt in references.items()})
-    optimizers = {"lstm": learned, **references}
-    losses, grads, updates = [], [], {name: [] for name in optimizers}
-    for t in range(steps):
-        with torch.enable_grad():
-            x = theta.detach().requires_grad_(True)
-            loss = optimizee.loss(x, t)
-            (grad,) = torch.autograd.grad(loss.sum(), x)
-        losses.append(loss.detach())
-        grads.append(grad)
-        for name, opt in optimizers.items():
-            update, states[name] = opt(grad, states[name])
-            updates[name].append(update)
-        theta = theta + updates["lstm"][-1]
-    losses.append(optimizee.loss(theta, steps))
-    return UpdateHistory(torch.stack(losses), torch.stack(grads),
-                         {name: torch.stack(u) for name, u in updates.items()}, theta)
+    path = unroll(optimizee, learned, theta, learned.init_state(theta, groups=groups), 0, steps,
+                  meta=False, record=("grads", "updates"))
+    updates = {"lstm": torch.stack(path.updates)}
+    for name, opt in references.items():
+        proposed, _ = replay(opt, path.grads, opt.init_state(theta, groups=groups))
+        updates[name] = torch.stack(proposed)
+    losses = torch.cat([path.initial_loss.unsqueeze(0), path.losses])
+    return UpdateHistory(losses, torch.stack(path.grads), updates, path.theta)

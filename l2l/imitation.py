@@ -15,22 +15,26 @@ so that the small steps of one group (e.g. convolution weights) count as much as
 of another. The student's state is carried across unrolls and detached between them, as in
 meta-training. Nothing is differentiated through the optimizee.
 
-:class:`Shadowed` keeps imitating during meta-training, as Chen et al. do: the teacher proposes a
-step on each gradient of the student's own trajectory, and the meta-loss gains the weighted mean
-relative error (``python -m l2l train --imitate TEACHER --imitate-weight W``).
+Meta-training can keep imitating, as Chen et al. do: :class:`l2l.objectives.Imitation` adds the
+weighted relative error of the student's steps on its own trajectory to the meta-loss
+(``python -m l2l train --imitate TEACHER --imitate-weight W``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .errors import ConfigError, check_positive
+from .errors import ConfigError, check_count, check_positive
+from .objectives import imitation_error
 from .optimizers import Optimizer, detach_state
 from .problems import make_problem
+from .rollout import replay
+from .rollout import unroll as trajectory
 from .seeding import generator
 
 
@@ -46,49 +50,22 @@ def make_teacher(spec: str, problem, steps: int) -> Optimizer:
     return teacher
 
 
-def imitation_error(student: Tensor, teacher: Tensor, groups: dict[str, Tensor] | None) -> Tensor:
-    """Mean over groups of Σ(student − teacher)² / Σ teacher²; steps ``[..., B, n]`` → scalar."""
-    index = list(groups.values()) if groups else [None]
-    errors = []
-    for idx in index:
-        s, t = (student, teacher) if idx is None else (student[..., idx], teacher[..., idx])
-        errors.append((s - t).square().sum() / t.square().sum().clamp_min(1e-30))
-    return torch.stack(errors).mean()
+@dataclass
+class WarmStart:
+    """The imitation stage before meta-training (its teacher is ``MetaConfig.imitate``); each
+    field is also an option of ``python -m l2l train`` and a key of a recipe."""
 
+    imitate_epochs: int = field(default=0, metadata={
+        "help": "optimizees to imitate the teacher on before meta-training, one horizon each "
+                "(0: none)"})
+    imitate_lr: float = field(default=1e-3, metadata={
+        "help": "Adam's learning rate during that imitation, at most 1"})
 
-class Shadowed(Optimizer):
-    """The student's steps, with a teacher's proposal on the same gradient recorded beside each.
-
-    The teacher's state follows the student's trajectory. After every step the relative error
-    (:func:`imitation_error`) is appended to ``errors``, in the student's autograd graph, for an
-    imitation term of the meta-loss; the caller clears the list. State: the student's tuple, then
-    the teacher's.
-    """
-
-    name = "shadowed"
-
-    def __init__(self, student: Optimizer, teacher: Optimizer):
-        super().__init__()
-        self.student, self.teacher = student, teacher
-        self.errors: list[Tensor] = []
-        self._groups, self._split = None, 0
-
-    def init_state(self, theta: Tensor, groups=None):
-        self._groups = groups
-        mine = tuple(self.student.init_state(theta, groups=groups))
-        self._split = len(mine)
-        return mine + tuple(self.teacher.init_state(theta, groups=groups))
-
-    def forward(self, grad: Tensor, state):
-        mine, theirs = state[:self._split], state[self._split:]
-        update, mine = self.student(grad, mine)
-        with torch.no_grad():
-            step, theirs = self.teacher(grad, theirs)
-        self.errors.append(imitation_error(update, step, self._groups))
-        return update, tuple(mine) + tuple(theirs)
-
-    def config(self) -> dict:
-        return {"student": self.student.config(), "teacher": self.teacher.config()}
+    def __post_init__(self):
+        check_count("imitate_epochs", self.imitate_epochs, minimum=0)
+        check_positive("imitate_lr", self.imitate_lr)
+        if self.imitate_lr > 1:  # Adam moves each weight by about lr: more is no training
+            raise ConfigError(f"imitate_lr must be at most 1, got {self.imitate_lr!r}")
 
 
 def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, horizon: int,
@@ -123,17 +100,11 @@ def imitate(problem, student: Optimizer, teacher: Optimizer, *, epochs: int, hor
         t_state = teacher.init_state(theta, groups=groups)
         errors = []
         for start in range(0, horizon, unroll):
-            proposed, wanted = [], []
-            for t in range(start, start + unroll):
-                theta = theta.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(optimizee.loss(theta, t).sum(), theta)
-                with torch.no_grad():
-                    step, t_state = teacher(grad, t_state)
-                update, s_state = student(grad, s_state)
-                proposed.append(update)
-                wanted.append(step)
-                theta = theta.detach() + step
-            error = imitation_error(torch.stack(proposed), torch.stack(wanted), groups)
+            followed = trajectory(optimizee, teacher, theta, t_state, start, unroll, meta=False,
+                                  record=("grads", "updates"))
+            proposed, s_state = replay(student, followed.grads, s_state)
+            theta, t_state = followed.theta, followed.state
+            error = imitation_error(torch.stack(proposed), torch.stack(followed.updates), groups)
             adam.zero_grad(set_to_none=True)
             applied = False
             if math.isfinite(error.item()):

@@ -47,11 +47,10 @@ from .memory import retain_freed_memory
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import Problem, make_problem
 from .problems.base import Scaled
+from .objectives import OBJECTIVES, Imitation
 from .rollout import run, unroll
 from .seeding import generator, seed_for
 
-#: meta-objectives over an unroll's losses (see :class:`MetaConfig`)
-OBJECTIVES = ("loss", "log_loss", "late_log_loss")
 #: mixed into the training seed for random scaling's factors, a stream apart from the optimizees'
 SCALE_STREAM = 0x5CA1ED
 #: meta-updates skipped in a row (non-finite meta-loss or meta-gradient) before training stops
@@ -60,74 +59,52 @@ MAX_SKIPPED = 5
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "log.json", "imitation.json")
 
 
-def meta_objective(losses: Tensor, objective: str, start: int, horizon: int) -> Tensor:
-    """The meta-loss of one truncation: losses ``[unroll, B]`` of f(θ_{start+1}) … → a scalar."""
-    if objective == "loss":
-        return losses.mean()
-    logs = losses.clamp_min(1e-12).log()
-    if objective == "late_log_loss":
-        steps = torch.arange(start + 1, start + 1 + losses.shape[0], device=losses.device)
-        logs = logs * (steps.to(logs.dtype) / horizon).unsqueeze(1)
-    return logs.mean()
+def _option(default, help: str, **metadata):
+    """A config field with its command-line help (``python -m l2l train --help``)."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass
 class MetaConfig:
-    """Meta-training settings (paper defaults where it gives them).
+    """Meta-training settings (paper defaults where it gives them); each field is also an
+    option of ``python -m l2l train`` and a key of a recipe (:mod:`l2l.recipes`).
 
-    Attributes:
-        epochs: optimizees (batches of ``batch_size``) meta-trained on, each for ``horizon`` steps.
-        batch_size: optimizees sampled per epoch and optimized together.
-        horizon: steps per optimizee (paper: 100).
-        unroll: steps per truncation, one meta-update each (paper: 20).
-        meta_lr: Adam's learning rate on φ (authors' code: 1e-3).
-        lr_schedule: ``"constant"`` (the paper) or ``"cosine"``: the rate decays from ``meta_lr``
-            to 0 over ``epochs`` (half a cosine), which steadies long runs on noisy problems.
-        clip_grad: clip the meta-gradient to this global norm (None: no clipping).
-        objective: ``"loss"`` (the paper: the mean of f(θ_t) over the unroll, w_t = 1),
-            ``"log_loss"`` (the mean of log f(θ_t)), which weighs progress late in the horizon,
-            where losses are small, as much as early progress, or ``"late_log_loss"``: the mean
-            of (t / horizon)·log f(θ_t), which also ramps the weights up along the horizon so that
-            where an optimizee ends counts most (with ``unroll < horizon`` a truncation still
-            sees only its own steps).
-        second_order: keep ∂∇_t/∂φ instead of dropping it (paper: dropped).
-        validate_every: epochs between validations (and checkpoints).
-        validation_size: number of fixed validation optimizees.
-        select_by: ``"meta_loss"`` (mean f over the horizon, the paper's objective) or
-            ``"final_loss"`` (f at the last step) for keeping the best optimizer.
-        seed: seeds φ's initialisation and the training optimizees.
-        imitate: a hand-designed teacher (``"adam:0.01"``, see :func:`l2l.evaluate.make_optimizer`)
-            whose steps the optimizer keeps imitating (not in the paper; :class:`~l2l.imitation.Shadowed`):
-            each truncation's meta-loss gains ``imitate_weight`` × the mean relative error of
-            its steps against the teacher's on the same gradients.
-        imitate_weight: the weight of that term (0: no imitation).
-        random_scale: R > 1 multiplies each training function by a factor drawn log-uniformly
-            from [1/R, R] (random scaling, Lv et al. 2017; not in the paper; see
-            :class:`~l2l.problems.base.Scaled`); 1: the functions as they are. Validation
-            optimizees are never scaled.
-        scale_down: draw random scaling's factors from [1/R, 1] instead, so that training only
-            ever shrinks f and its gradient (for optimizers that meet functions whose gradients
-            are smaller than in training, e.g. neural art at a higher resolution; not in the
-            paper).
+    ``objective`` names a meta-objective of :mod:`l2l.objectives`. ``imitate`` names a
+    hand-designed teacher (``"nag:0.0215"``): with ``imitate_weight`` > 0 each truncation's
+    meta-loss gains that weight times the relative error of the optimizer's steps against the
+    teacher's on the same gradients (Chen et al. 2020, not in the paper); the warm start of
+    :class:`~l2l.imitation.WarmStart` imitates the same teacher. Random scaling
+    (``random_scale`` R > 1, Lv et al. 2017, not in the paper) multiplies each training function
+    by a factor drawn log-uniformly from [1/R, R], or from [1/R, 1] with ``scale_down``;
+    validation optimizees are never scaled (:class:`~l2l.problems.base.Scaled`).
     """
 
-    epochs: int = 1000
-    batch_size: int = 1
-    horizon: int = 100
-    unroll: int = 20
-    meta_lr: float = 1e-3
-    lr_schedule: str = "constant"
-    clip_grad: float | None = None
-    objective: str = "loss"
-    second_order: bool = False
-    validate_every: int = 100
-    validation_size: int = 64
-    select_by: str = "meta_loss"
-    seed: int = 0
-    imitate: str | None = None
-    imitate_weight: float = 0.0
-    random_scale: float = 1.0
-    scale_down: bool = False
+    epochs: int = _option(1000, "batches of optimizees to meta-train on, one horizon each (0: "
+                                "only validate and save, e.g. after a warm start)")
+    batch_size: int = _option(1, "optimizees sampled per epoch and optimized together")
+    horizon: int = _option(100, "steps per optimizee (paper: 100)")
+    unroll: int = _option(20, "steps per truncation, one meta-update each (paper: 20)")
+    meta_lr: float = _option(1e-3, "Adam's learning rate on φ, at most 1 (authors' code: 1e-3)")
+    lr_schedule: str = _option("constant", "constant (paper) or cosine decay of the meta "
+                                           "learning rate to 0 over the epochs",
+                               choices=("constant", "cosine"))
+    clip_grad: float | None = _option(None, "clip the meta-gradient to this global norm")
+    objective: str = _option("loss", "meta-loss of a truncation: mean f (paper), mean log f, or "
+                                     "log f weighted by t / horizon", choices=tuple(OBJECTIVES))
+    second_order: bool = _option(False, "keep second derivatives ∂∇/∂φ (the paper drops them)")
+    validate_every: int = _option(100, "epochs between validations (and checkpoints)")
+    validation_size: int = _option(64, "fixed validation optimizees")
+    select_by: str = _option("meta_loss", "keep the best optimizer by mean f over the horizon or "
+                                          "by f at its last step",
+                             choices=("meta_loss", "final_loss"))
+    seed: int = _option(0, "seeds φ's initialisation and the training optimizees")
+    imitate: str | None = _option(None, "a hand-designed teacher to imitate (adam, nag:0.0215 …; "
+                                        "not in the paper, see l2l.imitation)")
+    imitate_weight: float = _option(0.0, "add this weight × the imitation error to the meta-loss "
+                                         "(Chen et al. 2020; 0: don't)")
+    random_scale: float = _option(1.0, "multiply each training function by a factor drawn "
+                                       "log-uniformly from [1/R, R] (Lv et al. 2017; 1: none)")
+    scale_down: bool = _option(False, "draw random scaling's factors from [1/R, 1] only")
 
     def __post_init__(self):
         for name in ("horizon", "unroll", "batch_size", "validate_every", "validation_size"):
@@ -153,9 +130,8 @@ class MetaConfig:
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.select_by not in ("meta_loss", "final_loss"):
             raise ConfigError(f"select_by must be 'meta_loss' or 'final_loss', got {self.select_by!r}")
-        if self.imitate_weight < 0 or (self.imitate_weight > 0) != (self.imitate is not None):
-            raise ConfigError("imitation during meta-training needs both a teacher (imitate) and a "
-                              f"positive imitate_weight; got {self.imitate!r} and {self.imitate_weight}")
+        if self.imitate_weight > 0 and self.imitate is None:
+            raise ConfigError("imitate_weight needs imitate, the teacher whose steps to imitate")
         if not self.random_scale >= 1:
             raise ConfigError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
         if self.scale_down and self.random_scale == 1:
@@ -287,12 +263,12 @@ class MetaTrainer:
         self._out_of_time = False
         self._saved_epoch = None
         self._validation_set = None
-        self.shadowed = None
-        if self.config.imitate is not None:
-            from .imitation import Shadowed, make_teacher
+        self.imitation = None
+        if self.config.imitate_weight > 0:
+            from .imitation import make_teacher
 
             teacher = make_teacher(self.config.imitate, self.problem, self.config.horizon)
-            self.shadowed = Shadowed(self.optimizer, teacher.to(self.device))
+            self.imitation = Imitation(teacher.to(self.device), self.config.imitate_weight)
 
     # -- one epoch -----------------------------------------------------------------------------
     def meta_lr(self, epoch: int) -> float:
@@ -317,16 +293,20 @@ class MetaTrainer:
             optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
                                                         cfg.random_scale, cfg.scale_down))
         theta = optimizee.theta0.to(self.device)
-        runner = self.optimizer if self.shadowed is None else self.shadowed
-        state = runner.init_state(theta, groups=optimizee.coordinate_groups())
+        groups = optimizee.coordinate_groups()
+        state = self.optimizer.init_state(theta, groups=groups)
+        objective = OBJECTIVES[cfg.objective]
+        record = objective.needs
+        if self.imitation is not None:
+            self.imitation.start(theta, groups)
+            record = record | self.imitation.needs
         meta_losses = []
         for start in range(0, cfg.horizon, cfg.unroll):
-            losses, theta, state = unroll(optimizee, runner, theta, state, start, cfg.unroll,
-                                          second_order=cfg.second_order)
-            meta_loss = meta_objective(losses, cfg.objective, start, cfg.horizon)
-            if self.shadowed is not None:
-                meta_loss = meta_loss + cfg.imitate_weight * torch.stack(self.shadowed.errors).mean()
-                self.shadowed.errors.clear()
+            trajectory = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
+                                second_order=cfg.second_order, record=record)
+            meta_loss = objective(trajectory, cfg.horizon)
+            if self.imitation is not None:
+                meta_loss = meta_loss + self.imitation(trajectory)
             self.meta_optimizer.zero_grad(set_to_none=True)
             applied = False
             if torch.isfinite(meta_loss):
@@ -351,7 +331,7 @@ class MetaTrainer:
                         "overflow); nothing non-finite was saved. Try a smaller meta learning "
                         "rate or output scale, or clip the meta-gradient")
             meta_losses.append(meta_loss.item())
-            theta, state = theta.detach(), detach_state(state)
+            theta, state = trajectory.theta.detach(), detach_state(trajectory.state)
             if not torch.isfinite(theta).all():
                 break  # the optimizee diverged: no point unrolling further on it
         return float(sum(meta_losses) / len(meta_losses))

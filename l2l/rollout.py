@@ -16,6 +16,8 @@ optimizee's own graph is freed as soon as ∇_t is taken.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -42,6 +44,52 @@ class LossWithGradient(torch.autograd.Function):
         return d_loss.unsqueeze(1) * grad, None, None
 
 
+@dataclass
+class Trajectory:
+    """``steps`` steps of an optimizer on B optimizees, from step ``start`` (what :func:`unroll`
+    returns, and what a meta-objective of :mod:`l2l.objectives` reads).
+
+    Attributes:
+        losses: f(θ_{start+1}) … f(θ_{start+steps}), ``[steps, B]``; in the meta-graph when the
+            unroll kept one. f(θ_start) is not among them, since it does not depend on φ.
+        initial_loss: f(θ_start), ``[B]``, a constant.
+        theta: θ after the last step, ``[B, n]``.
+        state: the optimizer's state after the last step.
+        start: the step the trajectory starts at.
+        grads: the gradients ∇_t the optimizer saw, one ``[B, n]`` per step (if recorded).
+        updates: the updates g_t it proposed, one ``[B, n]`` per step (if recorded).
+    """
+
+    losses: Tensor
+    initial_loss: Tensor
+    theta: Tensor
+    state: State
+    start: int
+    grads: tuple[Tensor, ...] = ()
+    updates: tuple[Tensor, ...] = ()
+
+
+def _step(optimizee: Optimizee, optimizer: Optimizer, theta: Tensor, state: State, t: int,
+          meta: bool, second_order: bool) -> tuple[Tensor, Tensor, State, Tensor, Tensor]:
+    """One step θ_t → θ_{t+1}: (f(θ_t) ``[B]``, θ_{t+1}, next state, ∇_t, g_t)."""
+    if not meta or not theta.requires_grad:
+        theta = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = optimizee.loss(theta, t)
+        (grad,) = torch.autograd.grad(loss.sum(), theta, create_graph=meta and second_order,
+                                      retain_graph=meta and second_order)
+    if not (meta and second_order):
+        grad = grad.detach()
+    if meta:
+        if not second_order:
+            loss = LossWithGradient.apply(theta, loss.detach(), grad)
+        update, state = optimizer(grad, state)
+        return loss, theta + update, state, grad, update
+    with torch.no_grad():
+        update, state = optimizer(grad, state)
+        return loss.detach(), theta.detach() + update, state, grad, update
+
+
 def optimizee_step(
     optimizee: Optimizee,
     optimizer: Optimizer,
@@ -58,22 +106,7 @@ def optimizee_step(
     runs without autograd. With ``meta=True`` the update stays in the graph so that later losses
     can be differentiated with respect to the optimizer's parameters φ.
     """
-    if not meta or not theta.requires_grad:
-        theta = theta.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = optimizee.loss(theta, t)
-        (grad,) = torch.autograd.grad(loss.sum(), theta, create_graph=meta and second_order,
-                                      retain_graph=meta and second_order)
-    if not (meta and second_order):
-        grad = grad.detach()
-    if meta:
-        if not second_order:
-            loss = LossWithGradient.apply(theta, loss.detach(), grad)
-        update, state = optimizer(grad, state)
-        return loss, theta + update, state
-    with torch.no_grad():
-        update, state = optimizer(grad, state)
-        return loss.detach(), theta.detach() + update, state
+    return _step(optimizee, optimizer, theta, state, t, meta, second_order)[:3]
 
 
 def unroll(
@@ -84,22 +117,53 @@ def unroll(
     start: int,
     steps: int,
     *,
+    meta: bool = True,
     second_order: bool = False,
-) -> tuple[Tensor, Tensor, State]:
-    """A truncated unroll for meta-training: ``steps`` updates from θ_start, kept in the graph.
+    record: frozenset | tuple = (),
+    stop_on_divergence: bool = False,
+) -> Trajectory:
+    """``steps`` updates from θ_start: the one loop of meta-training, evaluation, imitation and
+    analysis.
 
-    Returns (losses ``[steps, B]`` of f(θ_{start+1}) … f(θ_{start+steps}), the final θ, the final
-    state). The meta-loss of this truncation is a weighted sum of these losses (w_t = 1 in the
-    paper); f(θ_start) is not among them since it does not depend on φ.
+    ``meta=True`` (a truncation of meta-training) keeps the updates in the graph, so that the
+    losses can be differentiated with respect to φ; ``meta=False`` runs without meta-gradients.
+    ``record`` names what else to keep: ``"grads"``, ``"updates"``. ``stop_on_divergence``
+    stops after the first non-finite f(θ_t) (the trajectory's losses then end with it).
     """
-    losses = []
+    losses, grads, updates = [], [], []
+    initial, diverged = None, False
     for k in range(steps):
-        loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, start + k,
-                                            meta=True, second_order=second_order)
-        if k > 0:
+        loss, theta, state, grad, update = _step(optimizee, optimizer, theta, state, start + k,
+                                                 meta, second_order)
+        if k == 0:
+            initial = loss.detach()
+        else:
             losses.append(loss)
-    losses.append(optimizee.loss(theta, start + steps))
-    return torch.stack(losses), theta, state
+        if "grads" in record:
+            grads.append(grad)
+        if "updates" in record:
+            updates.append(update)
+        if stop_on_divergence and not torch.isfinite(loss).all():
+            diverged = True
+            break
+    if not diverged:
+        with torch.set_grad_enabled(meta):
+            losses.append(optimizee.loss(theta, start + steps))
+    if initial is None:  # no step
+        initial = losses[0].detach()
+        losses = []
+    stacked = torch.stack(losses) if losses else initial.new_empty(0, *initial.shape)
+    return Trajectory(stacked, initial, theta, state, start, tuple(grads), tuple(updates))
+
+
+def replay(optimizer: Optimizer, grads, state: State) -> tuple[list[Tensor], State]:
+    """The updates ``optimizer`` proposes on a recorded sequence of gradients ``[B, n]`` (θ does
+    not move: e.g. a reference optimizer beside a learned one's trajectory); and its final state."""
+    updates = []
+    for grad in grads:
+        update, state = optimizer(grad, state)
+        updates.append(update)
+    return updates, state
 
 
 def run(optimizee: Optimizee, optimizer: Optimizer, steps: int,
@@ -115,12 +179,6 @@ def run(optimizee: Optimizee, optimizer: Optimizer, steps: int,
     """
     theta = optimizee.theta0 if device is None else optimizee.theta0.to(device)
     state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
-    losses = []
-    for t in range(steps):
-        loss, theta, state = optimizee_step(optimizee, optimizer, theta, state, t)
-        losses.append(loss)
-        if stop_on_divergence and not torch.isfinite(loss).all():
-            return torch.stack(losses), theta
-    with torch.no_grad():
-        losses.append(optimizee.loss(theta, steps))
-    return torch.stack(losses), theta
+    trajectory = unroll(optimizee, optimizer, theta, state, 0, steps, meta=False,
+                        stop_on_divergence=stop_on_divergence)
+    return torch.cat([trajectory.initial_loss.unsqueeze(0), trajectory.losses]), trajectory.theta

@@ -321,10 +321,9 @@ def test_meta_gradient_flows_through_the_unrolled_convnet(second_order):
     optimizer = LSTMOptimizer(**Cifar10.optimizer_defaults)
     theta = optimizee.theta0
     state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
-    losses, theta, _ = unroll(optimizee, optimizer, theta, state, 0, 3,
-                              second_order=second_order)
-    assert losses.shape == (3, 2) and theta.shape == optimizee.theta0.shape
-    losses.sum().backward()
+    path = unroll(optimizee, optimizer, theta, state, 0, 3, second_order=second_order)
+    assert path.losses.shape == (3, 2) and path.theta.shape == optimizee.theta0.shape
+    path.losses.sum().backward()
     grads = [p.grad for p in optimizer.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0

@@ -8,7 +8,8 @@ import torch
 from l2l.checkpoint import load_optimizer
 from l2l.cli import main
 from l2l.evaluate import evaluate
-from l2l.imitation import Shadowed, imitate, imitation_error
+from l2l.imitation import imitate
+from l2l.objectives import Imitation, imitation_error
 from l2l.optimizers import Adam, LSTMOptimizer
 
 
@@ -70,21 +71,33 @@ def test_train_imitate_writes_its_log_and_provenance(tmp_path, capsys):
     assert code == 2 and "must be a hand-designed optimizer" in err
 
 
-def test_shadowed_steps_are_the_students_and_its_errors_the_teachers_distance():
+def test_the_imitation_term_compares_the_recorded_steps_with_the_teachers_on_the_same_gradients():
+    from l2l.problems import make_problem
+    from l2l.rollout import unroll
+
     torch.manual_seed(0)
     student = LSTMOptimizer(hidden_size=4, adam_inputs=True)
-    shadowed = Shadowed(student, Adam(0.1))
-    grad, theta = torch.randn(2, 6), torch.zeros(2, 6)
-    state, alone = shadowed.init_state(theta), student.init_state(theta)
-    for _ in range(3):
-        update, state = shadowed(grad, state)
-        expected, alone = student(grad, alone)
-        torch.testing.assert_close(update, expected)
-    teacher_step, _ = Adam(0.1)(grad, Adam(0.1).init_state(theta))
-    assert len(shadowed.errors) == 3
-    # after one step Adam's move is lr·sign(∇): the first error is against that
-    first, _ = student(grad, student.init_state(theta))
-    torch.testing.assert_close(shadowed.errors[0], imitation_error(first, teacher_step, None))
+    optimizee = make_problem("quadratic:dim=6").sample(2, torch.Generator().manual_seed(0))
+    theta = optimizee.theta0
+    path = unroll(optimizee, student, theta, student.init_state(theta), 0, 3,
+                  record=Imitation.needs)
+    assert len(path.grads) == len(path.updates) == 3
+    term = Imitation(Adam(0.1), weight=2.0)
+    term.start(theta)
+    # Adam's first step is lr·sign(∇): the term's first error is against that
+    teacher_step, _ = Adam(0.1)(path.grads[0], Adam(0.1).init_state(theta))
+    first = imitation_error(path.updates[0], teacher_step, None)
+    errors = [first]
+    state = Adam(0.1).init_state(theta)
+    errors = []
+    for grad, update in zip(path.grads, path.updates):
+        step, state = Adam(0.1)(grad, state)
+        errors.append(imitation_error(update, step, None))
+    torch.testing.assert_close(errors[0], first)
+    value = term(path)
+    torch.testing.assert_close(value, 2.0 * torch.stack(errors).mean())
+    value.backward()  # in the student's graph
+    assert all(p.grad is not None for p in student.parameters())
 
 
 def test_meta_training_with_an_imitation_term_pulls_towards_the_teacher():
@@ -97,14 +110,16 @@ def test_meta_training_with_an_imitation_term_pulls_towards_the_teacher():
         config = MetaConfig(epochs=20, batch_size=4, horizon=20, unroll=10, meta_lr=1e-2,
                             validate_every=20, validation_size=4, **extra)
         MetaTrainer("quadratic:dim=5", student, config, progress=False).train()
-        probe = Shadowed(student, Adam(0.1))
-        optimizee = __import__("l2l").make_problem("quadratic:dim=5").sample(8, torch.Generator().manual_seed(1))
-        from l2l.rollout import run
+        from l2l.rollout import unroll
 
+        optimizee = __import__("l2l").make_problem("quadratic:dim=5").sample(8, torch.Generator().manual_seed(1))
+        probe, theta = Imitation(Adam(0.1), 1.0), optimizee.theta0
+        probe.start(theta)
         with torch.no_grad():
-            run(optimizee, probe, 20)
-        return torch.stack(probe.errors).mean().item()
+            path = unroll(optimizee, student, theta, student.init_state(theta), 0, 20, meta=False,
+                          record=Imitation.needs)
+            return probe(path).item()
 
     assert error_after(10.0) < 0.5 * error_after(0.0)
-    with pytest.raises(ValueError, match="positive imitate_weight"):
-        MetaConfig(imitate="adam:0.1")
+    with pytest.raises(ValueError, match="imitate_weight needs imitate"):
+        MetaConfig(imitate_weight=1.0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2l.evaluate import evaluate, rollout_batched, tune_learning_rate
-from l2l.meta import MetaConfig, MetaTrainer, meta_objective
+from l2l.meta import MetaConfig, MetaTrainer
 from l2l.optimizers import LSTMOptimizer
 from l2l.problems import Quadratic
 from l2l.rollout import unroll
@@ -24,7 +24,7 @@ def _tiny(dtype=torch.float64, preprocess=False):
 def _meta_loss(opt, optimizee, second_order, frozen_grads=None):
     theta, state = optimizee.theta0, opt.init_state(optimizee.theta0)
     if frozen_grads is None:
-        losses, _, _ = unroll(optimizee, opt, theta, state, 0, 2, second_order=second_order)
+        losses = unroll(optimizee, opt, theta, state, 0, 2, second_order=second_order).losses
         return losses.mean()
     # replay with the gradients recorded at φ0 fed as constants
     losses = []
@@ -84,10 +84,11 @@ def test_truncation_leaves_nothing_in_the_graph():
     opt, optimizee = _tiny(torch.float32)
     theta0 = optimizee.theta0.clone().requires_grad_()
     state = opt.init_state(theta0)
-    _, theta, state = unroll(optimizee, opt, theta0, state, 0, 3)
+    first = unroll(optimizee, opt, theta0, state, 0, 3)
+    theta, state = first.theta, first.state
     theta, state = theta.detach(), tuple(s.detach() for s in state)
     assert theta.grad_fn is None and all(s.grad_fn is None for s in state)
-    losses, _, _ = unroll(optimizee, opt, theta, state, 3, 3)
+    losses = unroll(optimizee, opt, theta, state, 3, 3).losses
     losses.mean().backward()
     assert theta0.grad is None  # nothing reached the first unroll's inputs
     assert all(p.grad is not None for p in opt.parameters())
@@ -203,12 +204,16 @@ def test_cosine_schedule_decays_the_meta_learning_rate_to_zero():
 
 
 def test_meta_objectives_weigh_the_unroll_as_documented():
+    from l2l.objectives import OBJECTIVES
+    from l2l.rollout import Trajectory
+
     losses = torch.tensor([[1.0, 4.0], [2.0, 2.0], [4.0, 1.0]])  # [unroll 3, B 2], steps 4, 5, 6
+    path = Trajectory(losses, torch.ones(2), torch.zeros(2, 1), (), start=3)
     logs = losses.log()
-    assert meta_objective(losses, "loss", 3, 6) == pytest.approx(losses.mean().item())
-    assert meta_objective(losses, "log_loss", 3, 6) == pytest.approx(logs.mean().item())
+    assert OBJECTIVES["loss"](path, 6) == pytest.approx(losses.mean().item())
+    assert OBJECTIVES["log_loss"](path, 6) == pytest.approx(logs.mean().item())
     ramp = torch.tensor([4.0, 5.0, 6.0]).unsqueeze(1) / 6
-    assert meta_objective(losses, "late_log_loss", 3, 6) == pytest.approx((ramp * logs).mean().item())
+    assert OBJECTIVES["late_log_loss"](path, 6) == pytest.approx((ramp * logs).mean().item())
     with pytest.raises(ValueError, match="objective must be one of"):
         MetaConfig(objective="final")
 
@@ -272,9 +277,9 @@ def test_random_scaling_multiplies_each_function_by_its_own_factor():
 def _nan_gradient_from(monkeypatch, first_call: int, last_call: int | None = None):
     """Give the meta-loss of truncations ``first_call``…``last_call`` (1-based) a NaN gradient
     with respect to φ while its value stays finite: loss + √(0·loss), whose derivative is 0·∞."""
-    import l2l.meta
+    from l2l.objectives import OBJECTIVES, Objective
 
-    real, count = l2l.meta.meta_objective, [0]
+    real, count = OBJECTIVES["loss"], [0]
 
     def poisoned(*args):
         count[0] += 1
@@ -283,7 +288,7 @@ def _nan_gradient_from(monkeypatch, first_call: int, last_call: int | None = Non
             loss = loss + (loss * 0).sqrt()
         return loss
 
-    monkeypatch.setattr(l2l.meta, "meta_objective", poisoned)
+    monkeypatch.setitem(OBJECTIVES, "loss", Objective(poisoned))
 
 
 def _finite_files(folder):

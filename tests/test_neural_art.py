@@ -287,7 +287,7 @@ def test_second_order_meta_gradient_reaches_through_the_feature_network(fake_art
     for second_order in (False, True):
         theta = optimizee.theta0
         state = optimizer.init_state(theta)
-        losses, _, _ = unroll(optimizee, optimizer, theta, state, 0, 3, second_order=second_order)
+        losses = unroll(optimizee, optimizer, theta, state, 0, 3, second_order=second_order).losses
         meta_grads[second_order] = torch.cat([g.flatten() for g in torch.autograd.grad(
             losses.mean(), list(optimizer.parameters()))])
     first, second = meta_grads[False], meta_grads[True]
