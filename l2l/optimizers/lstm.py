@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -178,37 +179,56 @@ class CoordinatewiseLSTM(nn.Module):
         return self.readout(x).squeeze(-1), tuple(new_state)
 
 
+@dataclass
+class LSTMConfig:
+    """The architecture of an :class:`LSTMOptimizer`: its constructor's options (the engine
+    aside), the ``config`` of its checkpoints, and the ``train`` command's LSTM options."""
+
+    hidden_size: int = field(default=20, metadata={"help": "units per LSTM layer (paper: 20)"})
+    num_layers: int = field(default=2, metadata={"help": "LSTM layers (paper: 2)"})
+    preprocess: bool = field(default=True, metadata={
+        "help": "encode gradients as in Appendix A (MNIST, CIFAR, neural art) or feed them raw"})
+    p: float = field(default=10.0, metadata={
+        "help": "the preprocessing scale (paper: 10, authors' code: 5)"})
+    output_scale: float = field(default=0.1, metadata={
+        "help": "multiplies the LSTM's output (paper: 0.1 on MNIST)"})
+    groups: tuple[str, ...] | None = field(default=None, metadata={"cli": False})
+    adam_inputs: bool = field(default=False, metadata={
+        "help": "also feed each coordinate Adam's normalised moments (not in the paper)"})
+
+    def __post_init__(self):
+        check_count("hidden_size", self.hidden_size)
+        check_count("num_layers", self.num_layers)
+        check_positive("p", self.p)
+        check_positive("output_scale", self.output_scale)
+        if self.groups is not None:
+            self.groups = tuple(self.groups)
+            if not self.groups or len(set(self.groups)) != len(self.groups):
+                raise ConfigError(f"groups must be distinct names, got {list(self.groups)!r}")
+
+
 class LSTMOptimizer(Optimizer):
     """The learned optimizer m(∇, h; φ): a coordinatewise LSTM on (preprocessed) gradients.
 
-    Args:
+    Options (:class:`LSTMConfig`):
         hidden_size: units per LSTM layer (paper: 20).
         num_layers: LSTM layers (paper: 2).
         preprocess: encode gradients as in Appendix A (MNIST, CIFAR, neural art) or feed them raw
             (the paper's quadratics).
         p: the preprocessing scale (paper 10, authors' code 5).
         output_scale: multiplies the LSTM's output (paper: 0.1 on MNIST, none on quadratics).
-        adam_inputs: also feed each coordinate Adam's normalised moments, m̂/(√v̂ + ε) and
-            ∇/(√v̂ + ε) (β1 0.9, β2 0.999, ε 1e-8), beside the encoded gradient: 4 inputs instead
-            of 2. Not in the paper: relative inputs of this kind are what RNNprop (Lv et al.
-            2017) and Chen et al. (2020) found to fix the paper's weak late phase. Off by default.
-        rms_output: multiply each coordinate's step by its gradient's running RMS, √v̂ (needs
-            ``adam_inputs``): update = output_scale · out · √v̂. The LSTM's output is bounded, so
-            without this its steps cannot shrink with the gradient as SGD's and NAG's do late in
-            training; with it, momentum SGD is one linear readout of the m̂/(√v̂ + ε) input. Not in
-            the paper. Off by default.
-        scale_free: feed the LSTM Adam's normalised moments only, not the encoded gradient
-            (needs ``adam_inputs``): the inputs of RNNprop (Lv et al. 2017). Every input is then a
-            ratio to the gradient's running RMS, so the optimizer takes the same steps on f and
-            on c·f for any c > 0 (up to ε) — for instance at a resolution whose per-pixel
-            gradients are 4× smaller than those it was meta-trained on. Not in the paper. Off by
-            default.
         groups: None for one LSTM over every coordinate (the paper, except on CIFAR), or names of
             parameter groups, each with its own LSTM (CIFAR's ``("conv", "other")``, Section 3.3).
             The optimizee says which coordinates form each group
             (:meth:`~l2l.problems.Optimizee.coordinate_groups`, from rules over parameter names).
-        engine: how the LSTM step is computed (see :data:`ENGINES`); not part of the config, since
-            every engine computes the same function. Change it later with ``optimizer.engine = …``.
+        adam_inputs: also feed each coordinate Adam's normalised moments, m̂/(√v̂ + ε) and
+            ∇/(√v̂ + ε) (β1 0.9, β2 0.999, ε 1e-8), beside the encoded gradient: 4 inputs instead
+            of 2. Not in the paper: relative inputs of this kind are what RNNprop (Lv et al.
+            2017) and Chen et al. (2020) found to fix the paper's weak late phase.
+
+    ``engine`` says how the LSTM step is computed (see :data:`ENGINES`); it is not part of the
+    config, since every engine computes the same function. Change it later with
+    ``optimizer.engine = …``.
 
     With one LSTM the state is ``2·num_layers`` tensors ``[B·n, hidden_size]``. With groups it
     is, for each group in order, its coordinate indices ``[n_g]`` followed by its LSTM's
@@ -222,43 +242,18 @@ class LSTMOptimizer(Optimizer):
 
     name = "lstm"
 
-    def __init__(
-        self,
-        hidden_size: int = 20,
-        num_layers: int = 2,
-        preprocess: bool = True,
-        p: float = 10.0,
-        output_scale: float = 0.1,
-        groups=None,
-        engine: str | None = None,
-        adam_inputs: bool = False,
-        rms_output: bool = False,
-        scale_free: bool = False,
-    ):
+    def __init__(self, engine: str | None = None, **options):
         super().__init__()
-        check_count("hidden_size", hidden_size)
-        check_count("num_layers", num_layers)
-        check_positive("p", p)
-        check_positive("output_scale", output_scale)
-        if rms_output and not adam_inputs:
-            raise ConfigError("rms_output (--rms-output) scales steps by Adam's second moment, "
-                              "which only adam_inputs (--adam-inputs) keeps; set both")
-        if scale_free and not adam_inputs:
-            raise ConfigError("scale_free (--scale-free) leaves the LSTM Adam's normalised "
-                              "moments as its only inputs, which only adam_inputs "
-                              "(--adam-inputs) computes; set both")
-        self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.preprocess, self.p, self.output_scale = preprocess, p, output_scale
-        self.adam_inputs, self.rms_output = bool(adam_inputs), bool(rms_output)
-        self.scale_free = bool(scale_free)
-        self.groups = tuple(groups) if groups is not None else None
-        inputs = (0 if self.scale_free else 2 if preprocess else 1) + (2 if self.adam_inputs else 0)
+        config = LSTMConfig(**options)
+        self.hidden_size, self.num_layers = config.hidden_size, config.num_layers
+        self.preprocess, self.p, self.output_scale = config.preprocess, config.p, config.output_scale
+        self.adam_inputs, self.groups = config.adam_inputs, config.groups
+        inputs = (2 if self.preprocess else 1) + (2 if self.adam_inputs else 0)
         if self.groups is None:
-            self.net = CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
+            self.net = CoordinatewiseLSTM(inputs, self.hidden_size, self.num_layers, engine)
         else:
-            if not self.groups or len(set(self.groups)) != len(self.groups):
-                raise ConfigError(f"groups must be distinct names, got {groups!r}")
-            self.nets = nn.ModuleDict({g: CoordinatewiseLSTM(inputs, hidden_size, num_layers, engine)
+            self.nets = nn.ModuleDict({g: CoordinatewiseLSTM(inputs, self.hidden_size,
+                                                             self.num_layers, engine)
                                        for g in self.groups})
 
     def _nets(self) -> list:
@@ -327,27 +322,19 @@ class LSTMOptimizer(Optimizer):
         t = t + 1
         m = b1 * m + (1 - b1) * flat
         v = b2 * v + (1 - b2) * flat * flat
-        denom = self._rms(v, t) + self.EPS
+        denom = (v / (1 - b2 ** t)).sqrt() + self.EPS
         extra = torch.stack((m / (1 - b1 ** t) / denom, flat / denom), dim=-1)
         return extra.view(*grad.shape, 2), (m, v, t)
-
-    def _rms(self, v: Tensor, t: Tensor) -> Tensor:
-        """The gradient's running RMS √v̂ (Adam's bias-corrected second moment)."""
-        return (v / (1 - self.BETAS[1] ** t)).sqrt()
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
         extra, adam_state, scale = None, (), self.output_scale
         if self.adam_inputs:
             extra, adam_state = self.moments(grad, state[:3])
             state = state[3:]
-            if self.rms_output:
-                scale = scale * self._rms(*adam_state[1:]).view_as(grad)
 
         def inputs(index=None):
             g, e = (grad, extra) if index is None else (
                 grad[:, index], None if extra is None else extra[:, index])
-            if self.scale_free:
-                return e.reshape(-1, 2)
             x = self.encode(g)
             return x if e is None else torch.cat((x, e.reshape(-1, 2)), dim=1)
 
@@ -375,8 +362,4 @@ class LSTMOptimizer(Optimizer):
             config["groups"] = list(self.groups)
         if self.adam_inputs:  # only where set, so that earlier checkpoints' configs stay as they were
             config["adam_inputs"] = True
-        if self.rms_output:
-            config["rms_output"] = True
-        if self.scale_free:
-            config["scale_free"] = True
         return config
