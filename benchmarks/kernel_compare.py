@@ -2,7 +2,7 @@
 
     python benchmarks/kernel_compare.py REVISION [--threads 1] [--repeats 30]
 
-Builds both kernels (``l2l/optimizers/_native.py``'s SOURCE at REVISION and here), then times
+Builds both kernels (``l2l/optimizers/lstm_kernel.c`` at REVISION and here), then times
 one layer's forward (without and with saving the activations, as evaluation and meta-training
 call it) and backward for MNIST's 15,910 coordinates with the paper's H = 20, for the first layer
 (I = 2, the encoded gradient) and the second (I = 20). Weights are an untrained optimizer's,
@@ -25,11 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def source_at(revision: str) -> str:
-    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:l2l/optimizers/_native.py"],
-                          capture_output=True, text=True, check=True).stdout
+    """The kernel's C source at ``revision`` (earlier revisions kept it in ``_native.py``'s
+    ``SOURCE`` string)."""
+    def show(path):
+        return subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"],
+                              capture_output=True, text=True)
+
+    done = show("l2l/optimizers/lstm_kernel.c")
+    if done.returncode == 0:
+        return done.stdout
+    text = show("l2l/optimizers/_native.py")
+    text.check_returncode()
     namespace = {}
-    start = text.index('SOURCE = r"""')
-    exec(text[start:text.index('"""', start + 13) + 3], namespace)
+    start = text.stdout.index('SOURCE = r"""')
+    exec(text.stdout[start:text.stdout.index('"""', start + 13) + 3], namespace)
     return namespace["SOURCE"]
 
 
@@ -76,7 +85,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     libs = {name: _native._open(_native._build("gcc", True, source)) for name, source in
-            ((args.revision, source_at(args.revision)), ("this tree", _native.SOURCE))}
+            ((args.revision, source_at(args.revision)), ("this tree", _native.source()))}
     print(f"{'case':34s}" + "".join(f"{name:>14s}" for name in libs) + "   max |difference|")
     for layer, I in ((0, 2), (1, 20)):
         compare_layer(libs, layer, I, args.repeats)

@@ -1,4 +1,4 @@
-"""The coefficients of the native kernel's fast tanh (``l2l/optimizers/_native.py``).
+"""The coefficients of the native kernel's fast tanh (``l2l/optimizers/lstm_kernel.c``).
 
 tanh(x) ≈ x·P(x²)/Q(x²) on |x| ≤ 4, P of degree 4 and Q of degree 3 in x², Q(0) = 1, with the
 smallest maximum relative error. Found by linearised weighted least squares (the residual
