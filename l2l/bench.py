@@ -2,29 +2,29 @@
 
 Times, in one run on one machine:
 
-(a) MNIST-shaped meta-training, ms per optimizee step: :meth:`l2l.meta.MetaTrainer.train_epoch`
-    itself (the real truncated unroll, meta-backward and Adam step), horizon 100, unroll 20;
+(a) MNIST meta-training, ms per optimizee step: :meth:`l2l.meta.MetaTrainer.train_epoch` itself
+    (the real truncated unroll, meta-backward and Adam step), horizon 100, unroll 20;
 (b) evaluation without meta-gradients (:func:`l2l.rollout.run`), ms per step and coordinate
     updates per second;
 (c) both again with a reference optimizer whose LSTM is ``torch.nn.LSTMCell`` (the usual way to
-    write it), with the same weights, and the speed-ups;
-(d) CIFAR-shaped convnet meta-training, ms per step (fast and reference);
+    write it, :mod:`l2l.optimizers.reference`), with the same weights, and the speed-ups;
+(d) CIFAR-10 meta-training, ms per step (fast and reference);
 (e) peak memory of MNIST meta-training at horizons 100 and 1000, each measured in a fresh
     subprocess as the growth of its peak resident set size (``ru_maxrss``) over the resident set
     just before meta-training. Truncated BPTT must make the two equal.
 
-The optimizees are built here, from synthetic data preloaded in memory (data loading is not
-timed): an MLP 784-20-10 with sigmoid units on batches of 128 (15,910 coordinates, Section 3.2)
-and a convnet on 3×32×32 inputs (three 5×5 convolutions with 16 channels, batch norm, ReLU and
-2×2 max pooling, then a fully-connected layer of 32 with batch norm and ReLU, and 10 outputs;
-Section 3.3). Their losses are written functionally, as every l2l optimizee is. Fast and
-reference are timed alternately, epoch by epoch, so that load from other processes hits both alike;
-the figures are medians over epochs.
+The optimizees are the library's own families with their paper settings: :class:`~l2l.problems.Mnist`
+(an MLP 784-20-10 with sigmoid units on minibatches of 128, 15,910 coordinates, Section 3.2) and
+:class:`~l2l.problems.Cifar10` (three 5×5 convolutions with 16 channels, batch norm, ReLU and 2×2
+max pooling, then a fully-connected layer of 32 with batch norm and ReLU, and 10 outputs, on
+minibatches of 128; one LSTM for the convolution weights and one for the rest, Section 3.3), with
+their optimizers' default settings. The data (``--data``, else ``$L2L_DATA`` or the per-user
+cache) are loaded before anything is timed. Fast and reference are timed alternately, epoch by
+epoch, so that load from other processes hits both alike; the figures are medians over epochs.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import os
@@ -36,185 +36,36 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
+from . import data
+from .data import DataUnavailableError
 from .meta import MetaConfig, MetaTrainer
 from .optimizers import LSTMOptimizer, _native
-from .optimizers.lstm import CoordinatewiseLSTM
-from .problems.base import Optimizee, Problem
+from .optimizers.reference import reference_optimizer
+from .problems import Cifar10, Mnist
+from .problems.base import Problem
 from .rollout import run
 
-#: what the issue asks of the fast engine
+#: speed targets of the fast engine (see benchmarks/README.md)
 TARGETS = {"train_ms": 8.0, "train_speedup": 2.5, "eval_updates_per_s": 5e6, "memory_ratio": 0.10}
 
 
-# -- optimizees ---------------------------------------------------------------------------------
-class SyntheticData:
-    """A fixed in-memory dataset (random inputs and labels) with a deterministic batch per step."""
-
-    def __init__(self, shape: tuple, size: int, classes: int = 10, batch_size: int = 128,
-                 seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.inputs = torch.rand(size, *shape, generator=g)
-        self.labels = torch.randint(classes, (size,), generator=g)
-        self.batch_size = batch_size
-
-    def batch(self, step: int) -> tuple[Tensor, Tensor]:
-        start = (step * self.batch_size) % (len(self.labels) - self.batch_size + 1)
-        end = start + self.batch_size
-        return self.inputs[start:end], self.labels[start:end]
-
-
-class MLPOptimizee(Optimizee):
-    """B MLPs ``inputs → hidden (sigmoid) → 10`` with cross-entropy, all weights in θ ``[B, n]``."""
-
-    def __init__(self, data: SyntheticData, theta0: Tensor, hidden: int):
-        self.data, self.theta0, self.hidden = data, theta0, hidden
-
-    @staticmethod
-    def size(inputs: int, hidden: int, classes: int = 10) -> int:
-        return inputs * hidden + hidden + hidden * classes + classes
-
-    def loss(self, theta: Tensor, step: int) -> Tensor:
-        x, y = self.data.batch(step)
-        B, D, H = theta.shape[0], x.shape[1], self.hidden
-        sizes = [D * H, H, H * 10, 10]
-        w1, b1, w2, b2 = theta.split(sizes, dim=1)
-        hidden = torch.sigmoid(torch.matmul(x, w1.view(B, D, H)) + b1.unsqueeze(1))
-        logits = torch.baddbmm(b2.unsqueeze(1), hidden, w2.view(B, H, 10))
-        ce = F.cross_entropy(logits.reshape(-1, 10), y.repeat(B), reduction="none")
-        return ce.view(B, -1).mean(1)
-
-
-class MLPProblem(Problem):
-    """MNIST-shaped MLPs (784-20-10, sigmoid, batch 128) on synthetic data."""
-
-    name = "bench-mlp"
-    optimizer_defaults = {"preprocess": True, "output_scale": 0.1}
-
-    def __init__(self, inputs: int = 784, hidden: int = 20, data_size: int = 8192,
-                 batch_size: int = 128):
-        self.inputs, self.hidden = inputs, hidden
-        self.data = SyntheticData((inputs,), data_size, batch_size=batch_size)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> MLPOptimizee:
-        n = MLPOptimizee.size(self.inputs, self.hidden)
-        theta0 = 0.1 * torch.randn(batch_size, n, generator=generator)
-        return MLPOptimizee(self.data, theta0, self.hidden)
-
-    def config(self) -> dict:
-        return {"inputs": self.inputs, "hidden": self.hidden}
-
-
-class ConvOptimizee(Optimizee):
-    """B convnets (Section 3.3's shape) with cross-entropy; θ ``[B, n]`` holds every weight."""
-
-    def __init__(self, data: SyntheticData, theta0: Tensor, shapes: dict):
-        self.data, self.theta0, self.shapes = data, theta0, shapes
-
-    def _split(self, theta_b: Tensor) -> dict:
-        out, at = {}, 0
-        for name, shape in self.shapes.items():
-            size = int(torch.Size(shape).numel())
-            out[name] = theta_b[at:at + size].view(shape)
-            at += size
-        return out
-
-    def loss(self, theta: Tensor, step: int) -> Tensor:
-        x, y = self.data.batch(step)
-        losses = []
-        for theta_b in theta:  # the benchmark uses B = 1
-            p = self._split(theta_b)
-            h = x
-            for k in range(3):
-                x_k = F.conv2d(h, p[f"conv{k}.w"], p[f"conv{k}.b"], padding=2)
-                x_k = F.batch_norm(x_k, None, None, p[f"bn{k}.w"], p[f"bn{k}.b"], training=True)
-                h = F.max_pool2d(F.relu(x_k), 2)
-            h = F.linear(h.flatten(1), p["fc.w"], p["fc.b"])
-            h = F.relu(F.batch_norm(h, None, None, p["bnfc.w"], p["bnfc.b"], training=True))
-            logits = F.linear(h, p["out.w"], p["out.b"])
-            losses.append(F.cross_entropy(logits, y))
-        return torch.stack(losses)
-
-
-class ConvProblem(Problem):
-    """CIFAR-shaped convnets on synthetic 3×32×32 data, batch 128 (timing only)."""
-
-    name = "bench-conv"
-    optimizer_defaults = {"preprocess": True, "output_scale": 0.1}
-
-    def __init__(self, channels: int = 16, fc: int = 32, data_size: int = 2048,
-                 batch_size: int = 128):
-        self.channels, self.fc = channels, fc
-        self.data = SyntheticData((3, 32, 32), data_size, batch_size=batch_size)
-        C = channels
-        self.shapes = {}
-        for k, cin in enumerate([3, C, C]):
-            self.shapes.update({f"conv{k}.w": (C, cin, 5, 5), f"conv{k}.b": (C,),
-                                f"bn{k}.w": (C,), f"bn{k}.b": (C,)})
-        self.shapes.update({"fc.w": (fc, C * 4 * 4), "fc.b": (fc,), "bnfc.w": (fc,),
-                            "bnfc.b": (fc,), "out.w": (10, fc), "out.b": (10,)})
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> ConvOptimizee:
-        parts = []
-        for name, shape in self.shapes.items():
-            if name.startswith("bn") and name.endswith(".w"):
-                parts.append(torch.ones(batch_size, int(torch.Size(shape).numel())))
-            else:
-                fan_in = int(torch.Size(shape[1:]).numel()) if len(shape) > 1 else 1
-                scale = fan_in ** -0.5 if len(shape) > 1 else 0.0
-                parts.append(scale * torch.randn(batch_size, int(torch.Size(shape).numel()),
-                                                 generator=generator))
-        return ConvOptimizee(self.data, torch.cat(parts, 1), self.shapes)
-
-    def config(self) -> dict:
-        return {"channels": self.channels, "fc": self.fc}
-
-
-# -- the reference LSTM ---------------------------------------------------------------------------
-class LSTMCellNet(nn.Module):
-    """:class:`~l2l.optimizers.lstm.CoordinatewiseLSTM` written with ``torch.nn.LSTMCell``.
-
-    Built from a CoordinatewiseLSTM and computing the same function (its bias goes to
-    ``bias_ih``, ``bias_hh`` is zero), with the same ``init_state`` and ``forward`` signatures.
-    """
-
-    #: plain PyTorch throughout, the gradient encoding included
-    engine = "reference"
-
-    def __init__(self, net: CoordinatewiseLSTM):
-        super().__init__()
-        self.hidden_size = net.hidden_size
-        self.cells = nn.ModuleList()
-        for w_ih, w_hh, bias in zip(net.w_ih, net.w_hh, net.bias):
-            cell = nn.LSTMCell(w_ih.shape[1], net.hidden_size)
-            with torch.no_grad():
-                cell.weight_ih.copy_(w_ih)
-                cell.weight_hh.copy_(w_hh)
-                cell.bias_ih.copy_(bias)
-                cell.bias_hh.zero_()
-            self.cells.append(cell)
-        self.readout = copy.deepcopy(net.readout)
-
-    def init_state(self, num_rows: int, like: Tensor):
-        zeros = like.new_zeros(num_rows, self.hidden_size)
-        return tuple(zeros.clone() for _ in range(2 * len(self.cells)))
-
-    def forward(self, x: Tensor, state):
-        new_state = []
-        for k, cell in enumerate(self.cells):
-            h, c = cell(x, (state[2 * k], state[2 * k + 1]))
-            new_state += [h, c]
-            x = h
-        return self.readout(x).squeeze(-1), tuple(new_state)
-
-
-def reference_optimizer(optimizer: LSTMOptimizer) -> LSTMOptimizer:
-    """A copy of ``optimizer`` whose LSTM runs on ``torch.nn.LSTMCell``."""
-    reference = copy.deepcopy(optimizer)
-    reference.net = LSTMCellNet(optimizer.net)
-    return reference
+# -- optimizees -----------------------------------------------------------------------------------
+def load_data(data_dir: str = "", cifar: bool = True) -> None:
+    """Load MNIST (and CIFAR-10) into memory from ``data_dir`` (empty: ``$L2L_DATA`` or the
+    per-user cache) without downloading; a :class:`~l2l.data.DataUnavailableError` says what is
+    missing."""
+    try:
+        for split in ("train", "test"):
+            data.load_mnist(split, data_dir or None, download=False)
+            if cifar:
+                data.load_cifar10(split, data_dir or None, download=False)
+    except DataUnavailableError as error:
+        where = data_dir or data.data_dir()
+        raise DataUnavailableError(
+            f"the benchmark meta-trains on MNIST and CIFAR-10, read from the data folder {where} "
+            f"(its mnist/ and cifar10/ subfolders; pass --data DIR or set L2L_DATA): {error}"
+        ) from None
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -268,10 +119,12 @@ def _maxrss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def memory_child(horizon: int, unroll: int) -> dict:
-    """(Run in a fresh process.) Peak RSS growth of one MNIST meta-training epoch, in MB."""
+def memory_child(horizon: int, unroll: int, data_dir: str = "") -> dict:
+    """(Run in a fresh process.) Peak RSS growth of one MNIST meta-training epoch, in MB (the
+    data are loaded before)."""
     torch.manual_seed(0)
-    problem = MLPProblem()
+    load_data(data_dir, cifar=False)
+    problem = Mnist(data_dir=data_dir)
     trainer = _trainer(problem, LSTMOptimizer(**problem.optimizer_defaults), horizon, unroll)
     before = _rss_mb()
     trainer.train_epoch(0)
@@ -279,9 +132,10 @@ def memory_child(horizon: int, unroll: int) -> dict:
             "peak_mb": _maxrss_mb() - before}
 
 
-def measure_memory(horizon: int, unroll: int) -> dict:
+def measure_memory(horizon: int, unroll: int, data_dir: str = "") -> dict:
+    """:func:`memory_child` in a fresh Python process."""
     code = (f"import json, l2l.bench as b; "
-            f"print(json.dumps(b.memory_child({horizon}, {unroll})))")
+            f"print(json.dumps(b.memory_child({horizon}, {unroll}, {data_dir!r})))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -296,7 +150,7 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "native_kernel": _native.available(),
+            "native_kernel": _native.available(), "native_status": _native.status(),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
@@ -305,12 +159,15 @@ def add_arguments(parser):
     from .cli import _count
 
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--data", metavar="DIR", default="",
+                        help="data folder holding mnist/ and cifar10/ (default: $L2L_DATA, else "
+                             "the per-user cache)")
     parser.add_argument("--epochs", type=_count(1), default=5,
                         help="timed meta-training epochs per engine (100 steps each)")
     parser.add_argument("--eval-repeats", type=_count(1), default=5,
                         help="timed evaluation runs per engine (100 steps each)")
     parser.add_argument("--cifar-epochs", type=_count(1), default=2,
-                        help="timed CIFAR-shaped meta-training epochs per engine (20 steps each)")
+                        help="timed CIFAR-10 meta-training epochs per engine (20 steps each)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the (horizon 100 and 1000) peak memory measurement")
     parser.add_argument("--threads", type=_count(1), default=None, help="torch.set_num_threads")
@@ -327,18 +184,18 @@ def main(args) -> dict:
         torch.set_num_threads(args.threads)
     info = machine()
     torch.manual_seed(0)
-    mnist = MLPProblem()
+    mnist = Mnist(data_dir=args.data)
     fast = LSTMOptimizer(**mnist.optimizer_defaults)
     pair = {"fast": fast, "reference": reference_optimizer(fast)}
-    n = MLPOptimizee.size(784, 20)
+    n = mnist.num_params
     print(f"l2l bench: {info['cpu']}, {info['nproc']} CPUs, torch {info['torch']} "
-          f"({info['torch_threads']} threads), LSTM engine {fast.engine}"
-          f"{' (native kernel)' if info['native_kernel'] else ' (no native kernel: PyTorch)'}",
+          f"({info['torch_threads']} threads), LSTM engine {fast.engine} ({info['native_status']})",
           flush=True)
+    load_data(args.data)
 
     train = time_meta_training(mnist, pair, horizon=100, unroll=20, epochs=args.epochs)
     evaluation = time_evaluation(mnist, pair, steps=100, repeats=args.eval_repeats)
-    cifar_problem = ConvProblem()
+    cifar_problem = Cifar10(data_dir=args.data)
     torch.manual_seed(0)
     cifar_fast = LSTMOptimizer(**cifar_problem.optimizer_defaults)
     cifar = time_meta_training(cifar_problem,
@@ -356,11 +213,11 @@ def main(args) -> dict:
              coordinate_updates_per_s=round(1e3 * n / evaluation["fast"]),
              reference_coordinate_updates_per_s=round(1e3 * n / evaluation["reference"])),
         case("cifar_meta_train", cifar,
-             coordinates=int(cifar_problem.sample(1, torch.Generator()).theta0.shape[1])),
+             coordinates=cifar_problem.num_params),
     ]
     if not args.no_memory:
         for horizon in (100, 1000):
-            mem = measure_memory(horizon, 20)
+            mem = measure_memory(horizon, 20, args.data)
             cases.append({"name": f"mnist_meta_train_memory_h{horizon}", "ms_per_step": None,
                           "reference_ms_per_step": None, "speedup": None,
                           "peak_mb": round(mem["peak_mb"], 1),

@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from l2l.bench import LSTMCellNet, reference_optimizer
 from l2l.optimizers import LSTMOptimizer, _native
 from l2l.optimizers.lstm import fused_lstm_cell, lstm_cell
+from l2l.optimizers.reference import LSTMCellNet, reference_optimizer
 
 FAST = ["torch"] + (["native"] if _native.available() else [])
 

@@ -218,16 +218,15 @@ def test_meta_objectives_weigh_the_unroll_as_documented():
         MetaConfig(objective="final")
 
 
-def test_meta_training_does_not_fault_its_memory_in_again():
-    """Truncations reuse freed memory (l2l.memory): an MNIST-shaped epoch after the first causes
-    few page faults (about 750 per step with glibc's defaults)."""
+def test_meta_training_does_not_fault_its_memory_in_again(mnist_dir):
+    """Truncations reuse freed memory (l2l.memory): an MNIST epoch after the first causes few
+    page faults (about 750 per step with glibc's defaults)."""
     import resource
 
-    from l2l.bench import MLPProblem
     from l2l.memory import retain_freed_memory
+    from l2l.problems import Mnist
 
-    trainer = MetaTrainer(MLPProblem(data_size=1024), config=MetaConfig(horizon=40, unroll=20),
-                          progress=False)
+    trainer = MetaTrainer(Mnist(), config=MetaConfig(horizon=40, unroll=20), progress=False)
     if not retain_freed_memory():
         pytest.skip("not glibc, or L2L_RETAIN_MEMORY=0")
     trainer.train_epoch(0)
