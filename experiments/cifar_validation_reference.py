@@ -19,4 +19,4 @@ if __name__ == "__main__":
     networks = problem.for_split("val").sample(4, generator(0, "val"))
     for spec in sys.argv[3:]:
         _, optimizer, _ = make_optimizer(spec, problem, steps)
-        print(spec, validation_loss(problem, optimizer, networks, steps, None), flush=True)
+        print(spec, validation_loss(optimizer, networks, steps, None), flush=True)

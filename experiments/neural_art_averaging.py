@@ -51,7 +51,7 @@ def average(out: str, first: int, last: int) -> None:
     optimizer = checkpoint.load_optimizer(f"{out}/best.pt")
     optimizer.load_state_dict(mean)
     problem = make_problem("neural_art")
-    figures = validation_loss(problem, optimizer, problem.for_split("val").sample(8, generator(0, "val")), 128)
+    figures = validation_loss(optimizer, problem.for_split("val").sample(8, generator(0, "val")), 128)
     print(f"{out}: mean φ of epochs {first}–{last} ({len(files)} snapshots): validation meta-loss "
           f"{figures['meta_loss']:.4f}, f at step 128 {figures['final_loss']:.4f}", flush=True)
 

@@ -19,126 +19,84 @@ from pathlib import Path
 
 from . import checkpoint
 from .errors import ConfigError, L2LError, NonFiniteError, OutputError, TrainingInterrupted
-from .meta import OBJECTIVES
+from .meta import MetaConfig
 
 
-def _apply_to_init(optimizer, args) -> None:
-    """Options given with ``--init``: the output scale and p change the loaded optimizer (a
-    second stage may rescale its steps); its shape cannot change, so asking for another is an
-    error rather than silently ignored."""
-    for key in ("hidden_size", "num_layers", "preprocess"):
-        wanted = getattr(args, key)
-        if wanted is not None and wanted != getattr(optimizer, key):
-            raise ConfigError(f"--{key.replace('_', '-')} {wanted} does not fit --init {args.init}, "
-                              f"which has {key} = {getattr(optimizer, key)}; drop the option or "
-                              "train from scratch")
-    if args.adam_inputs and not optimizer.adam_inputs:
-        raise ConfigError(f"--adam-inputs does not fit --init {args.init}, which was trained "
-                          "without them")
-    if args.rms_output and not optimizer.rms_output:
-        raise ConfigError(f"--rms-output does not fit --init {args.init}, which was trained "
-                          "without it")
-    if args.scale_free and not optimizer.scale_free:
-        raise ConfigError(f"--scale-free does not fit --init {args.init}, which was trained "
-                          "with the encoded gradient among its inputs")
-    if args.single_lstm and optimizer.groups is not None:
-        raise ConfigError(f"--single-lstm does not fit --init {args.init}, which has one LSTM per "
-                          f"parameter group {list(optimizer.groups)}")
-    for key in ("p", "output_scale"):
-        if getattr(args, key) is not None:
-            setattr(optimizer, key, float(getattr(args, key)))
+def _settings(args) -> dict:
+    """The recipe settings given on the command line (each overrides every stage)."""
+    from .recipes import setting_names
+
+    return {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
 
 
 def _train(args) -> int:
-    from .meta import RUN_FILES, MetaConfig, MetaTrainer
-    from .optimizers import LSTMOptimizer
+    from .memory import retain_freed_memory
     from .problems import make_problem
+    from .recipes import check_stage, load_recipe, train_stage
 
-    problem = make_problem(args.problem)
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    if args.problem is None and recipe is None:
+        raise ConfigError("name a PROBLEM (e.g. quadratic, mnist) or a --recipe to train")
+    problem = make_problem(args.problem or recipe.problem)
+    recipe = recipe or load_recipe(problem.recipe)
     device = _device(args.device)
-    out = _writable(args.out or f"runs/{problem.name}", "--out", folder=True)
-    if args.imitate:
-        _check_specs([args.imitate], "--imitate", baselines_only=True)
-    config = dict(problem.training_defaults)
-    for key in ("epochs", "horizon", "unroll", "meta_lr", "lr_schedule", "objective", "seed", "batch_size", "clip_grad",
-                "validate_every", "validation_size", "select_by", "random_scale"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    if args.second_order:
-        config["second_order"] = True
-    if args.scale_down:
-        config["scale_down"] = True
-    if args.imitate_weight:
-        if not args.imitate:
-            raise ConfigError("--imitate-weight needs --imitate TEACHER, the optimizer to imitate")
-        config.update(imitate=args.imitate, imitate_weight=args.imitate_weight)
-    config = MetaConfig(**config)
-    options = dict(problem.optimizer_defaults)
-    for key in ("hidden_size", "num_layers", "preprocess", "p", "output_scale"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    if args.single_lstm:
-        options.pop("groups", None)
-    if args.adam_inputs:
-        options["adam_inputs"] = True
-    if args.rms_output:  # LSTMOptimizer says so if --adam-inputs is missing
-        options["rms_output"] = True
-    if args.scale_free:
-        options["scale_free"] = True
-    import torch
-
-    torch.manual_seed(config.seed)
+    overrides = _settings(args)
+    if overrides.get("imitate") is not None:
+        _check_specs([overrides["imitate"]], "--imitate", baselines_only=True)
+    stages = recipe.stages if args.init is None else recipe.stages[-1:]
+    out = _writable(args.out or f"runs/{args.recipe or problem.name}", "--out", folder=True)
+    folders = {stage.name: out / stage.name for stage in stages[:-1]}
+    folders[stages[-1].name] = out
+    for stage in stages:  # every setting and folder checked before any work
+        check_stage(problem, stage, overrides)
     if args.init:
-        optimizer = checkpoint.load_optimizer(args.init)  # a second stage starts from a trained φ
-        _apply_to_init(optimizer, args)
-    else:
-        optimizer = LSTMOptimizer(**options)
-    if not args.resume and (out / "last.pt").exists() and not args.force:
-        raise ConfigError(f"{out} already holds a training run; pass --resume to continue it, "
-                          "--force to start over, or --out for another folder")
-    resume = args.resume and (out / "last.pt").exists()
-    if args.force and not resume:  # start over: nothing of the old run may pass for the new one's
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if args.resume and not resume:
-        # a run interrupted before its first epoch ended saved nothing: resuming it is starting it
-        if any((out / name).exists() for name in ("best.pt", "log.csv", "log.json")):
-            raise ConfigError(f"cannot resume: {out} holds files of a run but no last.pt; "
-                              "pass --force instead of --resume to start over")
-        print(f"l2l: nothing saved in {out} yet: starting the run from its beginning",
-              file=sys.stderr)
+        _check_specs([args.init], "--init")
+    resumes = {}
+    for name, folder in folders.items():
+        resumes[name] = _check_folder(folder, args)
+    retain_freed_memory()  # the same large tensors every truncation: no page faults
     command = "python -m l2l " + shlex.join(args.argv)
-    init = args.init
-    if args.imitate and args.imitate_epochs and not resume:
-        init = _imitate_first(problem, optimizer, config, args, out)
-    trainer = MetaTrainer(problem, optimizer, config, out=out, command=command,
-                          progress=not args.quiet, init=init, device=device,
-                          time_limit=args.time_limit)
-    result = trainer.train(resume=resume)
-    print(f"best validation {config.select_by} {result.best_validation:.5g} at epoch "
-          f"{result.best_epoch}; optimizer written to {out / 'best.pt'}")
+    if len(stages) > 1:
+        print(f"recipe {recipe.name}: {len(stages)} stages, "
+              + ", then ".join(f"{s.name} in {folders[s.name]}" for s in stages))
+    for stage in stages:
+        folder = folders[stage.name]
+        init = args.init if stage.init is None else f"lstm:{folders[stage.init] / 'best.pt'}"
+        result = train_stage(problem, stage, folder, overrides=overrides, init=init,
+                             resume=resumes[stage.name], command=command,
+                             progress=not args.quiet, device=device, time_limit=args.time_limit)
+        epochs = stage.config(MetaConfig, overrides).epochs
+        label = f"stage {stage.name}: " if len(stages) > 1 else ""
+        print(f"{label}best validation {result.best_validation:.5g} at epoch {result.best_epoch}; "
+              f"optimizer written to {folder / 'best.pt'}")
+        if result.epochs_done < epochs:
+            print(f"{label}stopped by the time limit after epoch {result.epochs_done} of "
+                  f"{epochs}; rerun the same command with --resume to continue")
+            return 0
     return 0
 
 
-def _imitate_first(problem, optimizer, config, args, out: Path) -> str:
-    """``train --imitate TEACHER``: the supervised warm start of :mod:`l2l.imitation`, before
-    meta-training; its log goes to ``OUT/imitation.json``. Returns the provenance's ``init``."""
-    from .imitation import imitate, make_teacher
+def _check_folder(folder: Path, args) -> bool:
+    """Whether to resume the run in ``folder``; refuses to overwrite a run unless ``--force``
+    (which then clears it)."""
+    from .meta import RUN_FILES
 
-    if args.imitate_epochs < 0:
-        raise ConfigError(f"--imitate-epochs must be ≥ 0, got {args.imitate_epochs}")
-    teacher = make_teacher(args.imitate, problem, config.horizon)
-    log = imitate(problem, optimizer, teacher, epochs=args.imitate_epochs,
-                  horizon=config.horizon, unroll=config.unroll, lr=args.imitate_lr,
-                  seed=config.seed, progress=not args.quiet, device=_device(args.device))
-    record = {"teacher": args.imitate, "lr": getattr(teacher, "lr", None),
-              "epochs": args.imitate_epochs, "imitate_lr": args.imitate_lr, "log": log}
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_text(json.dumps(record, indent=1), out / "imitation.json")
-    print(f"imitated {teacher.name}: relative error {log[0]['error']:.4g} (epoch 1) → "
-          f"{log[-1]['error']:.4g} (epoch {len(log)})")
-    start = args.init or "a fresh optimizer"
-    return f"{start}, then {args.imitate_epochs} epochs imitating {args.imitate} (lr {record['lr']:.3g})"
+    state = folder / "last.pt"
+    if not args.resume and state.exists() and not args.force:
+        raise ConfigError(f"{folder} already holds a training run; pass --resume to continue "
+                          "it, --force to start over, or --out for another folder")
+    resume = args.resume and state.exists()
+    if args.force and not resume:  # start over: nothing of the old run may pass for the new one's
+        for name in RUN_FILES:
+            (folder / name).unlink(missing_ok=True)
+    if args.resume and not resume:
+        # a run interrupted before its first epoch ended saved nothing: resuming it is starting it
+        if any((folder / name).exists() for name in ("best.pt", "log.csv", "log.json")):
+            raise ConfigError(f"cannot resume: {folder} holds files of a run but no last.pt; "
+                              "pass --force instead of --resume to start over")
+        print(f"l2l: nothing saved in {folder} yet: starting the run from its beginning",
+              file=sys.stderr)
+    return resume
 
 
 def _evaluate(args) -> int:
@@ -191,8 +149,10 @@ def _evaluate(args) -> int:
 
 
 def _tune(args) -> int:
+    from dataclasses import replace
+
     from . import tuned
-    from .evaluate import tune_learning_rate
+    from .evaluate import tune_learning_rate, tuning_for
     from .optimizers import BASELINES
     from .problems import make_problem
 
@@ -202,19 +162,20 @@ def _tune(args) -> int:
         store = _writable(args.store_path or tuned.STORE, "--store-path")
         checkpoint.remove_stale_temporaries(store.parent, [store.name])
         tuned.load(args.store_path)  # a damaged store fails now, not after the tuning
+    tuning = tuning_for(problem)
     if args.tune_batch:
-        problem.tune_batch = args.tune_batch
+        tuning = replace(tuning, batch=args.tune_batch)
     names = args.optimizer or list(BASELINES)
     for name in names:
         if name not in BASELINES:
             raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
-    runs = args.runs or problem.tune_runs
+    runs = args.runs or tuning.runs
     command = "python -m l2l " + shlex.join(args.argv)
     for name in names:
         lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs, grid=args.grid,
                                         refine=args.refine, seed=args.seed,
-                                        progress=not args.quiet,
-                                        device=device)
+                                        progress=not args.quiet, device=device,
+                                        tuning=tuning)
         if not math.isfinite(scores[lr]):
             raise NonFiniteError(f"{name}: every rate diverged (or overflowed) within "
                                  f"{args.steps} steps: {', '.join(f'{r:.3g}' for r in scores)}; "
@@ -283,9 +244,30 @@ def _number(minimum: float = 0.0, inclusive: bool = False, maximum: float = math
 #: seeds are hashed into 63-bit generator seeds (:mod:`l2l.seeding`) and given to torch
 _seed = _count(0, 2**63)
 _positive = _count(1)
-_rate = _number()
-#: Adam's step on φ is about its rate per weight: above 1 it only throws the weights away
-_adam_rate = _number(maximum=1.0)
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (its range is the setting's to check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    """An argparse type: an integer (its range is the setting's to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+#: a setting's annotation → how the command line reads it
+SETTING_TYPES = {"int": _integer, "float": _finite, "str": str}
+SETTING_METAVARS = {"int": "N", "float": "X", "str": "SPEC"}
 
 
 def _device(name):
@@ -383,6 +365,37 @@ def _list(args) -> int:
     return 0
 
 
+def _recipe_names() -> list[str]:
+    from .recipes import list_recipes
+
+    return list_recipes()
+
+
+def _add_settings(parser) -> None:
+    """One option per field of the recipe settings' dataclasses, grouped by concern, with the
+    field's help; given options override the recipe, the others stay unset."""
+    import dataclasses
+
+    from .recipes import sections
+
+    for title, cls in sections().items():
+        group = parser.add_argument_group(f"{title} ({cls.__name__}; default: the recipe's)")
+        for field in dataclasses.fields(cls):
+            if not field.metadata.get("cli", True):
+                continue
+            flag = f"-{field.name}" if len(field.name) == 1 else "--" + field.name.replace("_", "-")
+            kind = str(field.type).split("|")[0].strip()
+            options = {"dest": field.name, "default": argparse.SUPPRESS,
+                       "help": f"{field.metadata.get('help', '')} [{field.default} where a "
+                               "recipe leaves it out]"}
+            if kind == "bool":
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+            else:
+                choices = field.metadata.get("choices")
+                group.add_argument(flag, type=SETTING_TYPES[kind], choices=choices,
+                                   metavar=None if choices else SETTING_METAVARS[kind], **options)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``l2l: error: …`` and where to read the usage."""
 
@@ -394,66 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m l2l", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="meta-train a learned optimizer on a problem family")
-    train.add_argument("problem", help="e.g. quadratic, quadratic:dim=20")
-    train.add_argument("--epochs", type=_count(0),
-                       help="batches of optimizees to meta-train on (0: only validate and save, "
-                            "e.g. after --imitate)")
-    train.add_argument("--horizon", type=_positive, help="steps per optimizee (paper: 100)")
-    train.add_argument("--unroll", type=_positive, help="steps per truncation (paper: 20)")
-    train.add_argument("--meta-lr", type=_adam_rate, help="Adam learning rate on φ (at most 1)")
-    train.add_argument("--lr-schedule", choices=("constant", "cosine"),
-                       help="constant (paper) or cosine decay of the meta learning rate to 0")
-    train.add_argument("--seed", type=_seed)
-    train.add_argument("--batch-size", type=_positive, help="optimizees per epoch")
-    train.add_argument("--clip-grad", type=_number(), help="clip the meta-gradient norm (> 0)")
-    train.add_argument("--objective", choices=OBJECTIVES,
-                       help="meta-loss per unroll: mean f (paper), mean log f, or log f weighted by t / horizon")
-    train.add_argument("--second-order", action="store_true",
-                       help="keep second derivatives (the paper drops them)")
-    train.add_argument("--validate-every", type=_positive)
-    train.add_argument("--validation-size", type=_positive)
-    train.add_argument("--select-by", choices=("meta_loss", "final_loss"))
-    train.add_argument("--hidden-size", type=_positive)
-    train.add_argument("--num-layers", type=_positive)
-    train.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("-p", type=_number(), dest="p", help="preprocessing scale (paper: 10)")
-    train.add_argument("--output-scale", type=_number())
-    train.add_argument("--adam-inputs", action="store_true",
-                       help="also feed the LSTM Adam's normalised moments (not in the paper; "
-                            "see LSTMOptimizer)")
-    train.add_argument("--rms-output", action="store_true",
-                       help="multiply the LSTM's steps by the gradient's running RMS, so they "
-                            "shrink with the gradient as NAG's do (needs --adam-inputs; not in "
-                            "the paper; see LSTMOptimizer)")
-    train.add_argument("--scale-free", action="store_true",
-                       help="feed the LSTM Adam's normalised moments only, not the encoded "
-                            "gradient, so it takes the same steps on f and c·f (RNNprop's "
-                            "inputs; needs --adam-inputs; not in the paper; see LSTMOptimizer)")
-    train.add_argument("--single-lstm", action="store_true",
-                       help="one LSTM for every coordinate, also where the paper uses one per "
-                            "parameter group (CIFAR)")
+    train = sub.add_parser(
+        "train", help="meta-train a learned optimizer on a problem family",
+        description="Meta-train by a recipe (l2l/recipes/NAME.toml): the problem's shipped one "
+                    "unless --recipe names another. A setting given here overrides it in every "
+                    "stage; with --init only the recipe's last stage runs.")
+    train.add_argument("problem", nargs="?",
+                       help="e.g. quadratic, mnist:hidden=40 (default: the recipe's)")
+    train.add_argument("--recipe", metavar="NAME",
+                       help="a shipped recipe (" + ", ".join(_recipe_names()) + ") or a .toml file")
     train.add_argument("--init", metavar="SPEC",
                        help="start from this trained optimizer (pretrained:NAME or lstm:PATH) "
-                            "instead of a fresh one; recorded in the provenance")
-    train.add_argument("--imitate", metavar="TEACHER",
-                       help="first fit the optimizer's steps to this hand-designed one's (adam, "
-                            "adam:0.001, nag …; not in the paper, see l2l.imitation)")
-    train.add_argument("--imitate-epochs", type=_count(0), default=50,
-                       help="optimizees imitated on before meta-training, one horizon each "
-                            "(default 50; 0: none)")
-    train.add_argument("--imitate-weight", type=_number(0, inclusive=True),
-                       help="keep imitating during meta-training: add this weight times the "
-                            "imitation error to the meta-loss (Chen et al. 2020; default: don't)")
-    train.add_argument("--imitate-lr", type=_adam_rate, default=1e-3,
-                       help="Adam learning rate of the imitation stage (default 1e-3)")
-    train.add_argument("--random-scale", type=_number(1, inclusive=True), metavar="R",
-                       help="multiply each training function by a factor drawn log-uniformly "
-                            "from [1/R, R] (random scaling, Lv et al. 2017; not in the paper)")
-    train.add_argument("--scale-down", action="store_true",
-                       help="draw --random-scale's factors from [1/R, 1] only, so training only "
-                            "shrinks f and its gradient (not in the paper)")
-    train.add_argument("--out", help="run folder (default runs/PROBLEM)")
+                            "instead of a fresh one, and run only the recipe's last stage")
+    train.add_argument("--out", help="run folder (default runs/RECIPE or runs/PROBLEM); earlier "
+                                     "stages of a recipe go in subfolders named after them")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/last.pt (a run stopped before saving anything "
                             "starts from its beginning)")
@@ -461,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")
     train.add_argument("--time-limit", type=_number(0, inclusive=True), metavar="SECONDS",
-                       help="stop (validated and saved, resumable) after this much wall time")
+                       help="stop each stage (validated and saved, resumable) after this much "
+                            "wall time")
+    _add_settings(train)
     train.set_defaults(run=_train)
 
     ev = sub.add_parser("evaluate", help="compare optimizers on fresh test optimizees")

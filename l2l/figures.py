@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt
 from . import checkpoint
 from .errors import ConfigError
 from .evaluate import Curve, evaluate
-from .meta import MetaConfig, MetaTrainer
 from .plotting import plot_curves
 from .problems import make_problem
+from .recipes import load_recipe, train_stage
 
 BASELINE_SPECS = ("sgd", "rmsprop", "adam", "nag")
 
@@ -93,13 +93,21 @@ def figure_spec(name: str) -> FigureSpec:
 
 
 def train_for_figure(spec: FigureSpec, out: Path, quick: bool, progress: bool = True):
-    """Meta-train a fresh optimizer for a figure with the problem's defaults (``quick``: tiny)."""
+    """Meta-train a fresh optimizer for a figure by its problem's shipped recipe, every stage in
+    turn (``quick``: a few epochs of each)."""
     problem = make_problem(spec.problem)
-    config = dict(problem.training_defaults)
-    if quick:
-        config.update(epochs=10, validate_every=5, validation_size=16)
-    trainer = MetaTrainer(problem, config=MetaConfig(**config), out=out, progress=progress)
-    return trainer.train().optimizer
+    recipe = load_recipe(problem.recipe)
+    quick_settings = {"epochs": 10, "validate_every": 5, "validation_size": 16}
+    folders = {stage.name: out / stage.name for stage in recipe.stages[:-1]}
+    folders[recipe.final().name] = out
+    for stage in recipe.stages:
+        overrides = dict(quick_settings)
+        if quick and stage.settings.get("imitate_epochs"):
+            overrides["imitate_epochs"] = 2
+        init = None if stage.init is None else f"lstm:{folders[stage.init] / 'best.pt'}"
+        result = train_stage(problem, stage, folders[stage.name],
+                             overrides=overrides if quick else None, init=init, progress=progress)
+    return result.optimizer
 
 
 def comparison_table(curves: list[Curve], spec: FigureSpec) -> str:

@@ -43,9 +43,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted, check_count, check_positive
-from .memory import retain_freed_memory
 from .optimizers import LSTMOptimizer, detach_state
-from .problems import Problem, make_problem
+from .problems import make_problem
 from .problems.base import Scaled
 from .objectives import OBJECTIVES, Imitation
 from .rollout import run, unroll
@@ -111,6 +110,8 @@ class MetaConfig:
             check_count(name, getattr(self, name))
         check_count("epochs", self.epochs, minimum=0)
         check_count("seed", self.seed, minimum=0)
+        if self.seed >= 2**63:  # hashed into 63-bit generator seeds (l2l.seeding)
+            raise ConfigError(f"seed must be below 2^63, got {self.seed}")
         check_positive("meta_lr", self.meta_lr)
         if self.meta_lr > 1:  # Adam moves each weight by about meta_lr: more is no training
             raise ConfigError(f"meta_lr must be at most 1, got {self.meta_lr!r}")
@@ -160,9 +161,11 @@ class TrainingResult:
     best_validation: float
     best_epoch: int
     log: list = field(default_factory=list)
+    #: epochs done: fewer than the config's when a time limit or a signal stopped the run
+    epochs_done: int = 0
 
 
-def validation_loss(problem: Problem, optimizer, optimizees, horizon: int, device=None) -> dict:
+def validation_loss(optimizer, optimizees, horizon: int, device=None) -> dict:
     """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T."""
     losses, _ = run(optimizees, optimizer, horizon, device)
     losses = losses[1:].double()
@@ -174,6 +177,14 @@ def all_finite(state: dict) -> bool:
     """Whether every floating-point tensor of a state dict is finite."""
     return all(bool(torch.isfinite(v).all()) for v in state.values()
                if isinstance(v, Tensor) and v.is_floating_point())
+
+
+def fresh_optimizer(options: dict, seed: int) -> LSTMOptimizer:
+    """A new :class:`~l2l.optimizers.LSTMOptimizer` with ``options``, its weights φ drawn from
+    ``seed`` (the process's random generator is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LSTMOptimizer(**options)
 
 
 class StopOnSignal:
@@ -209,11 +220,16 @@ class StopOnSignal:
 class MetaTrainer:
     """Meta-trains an :class:`~l2l.optimizers.LSTMOptimizer` on a problem family.
 
+    Constructing one changes nothing outside it. (The command line also keeps freed memory in
+    the process, :func:`l2l.memory.retain_freed_memory`, which saves the page faults of
+    reallocating the same large tensors every truncation; call it yourself for the same speed.)
+
     Args:
         problem: the optimizee family (a :class:`~l2l.problems.Problem` or a spec string).
         optimizer: the learned optimizer to train; by default a fresh LSTM with the problem's
             ``optimizer_defaults``, initialised from ``config.seed``.
-        config: :class:`MetaConfig`; unset fields take the problem's ``training_defaults``.
+        config: :class:`MetaConfig`; by default the problem's ``training_defaults`` (the last stage
+            of its shipped recipe).
         out: folder for ``last.pt``, ``best.pt``, ``log.csv`` and ``log.json`` (None: keep in memory).
         command: the command line recorded in the checkpoints' provenance.
         progress: show a tqdm progress bar.
@@ -228,13 +244,11 @@ class MetaTrainer:
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
                  out=None, command: str | None = None, progress: bool = True, init: str | None = None,
                  device: torch.device | str | None = None, time_limit: float | None = None):
-        retain_freed_memory()  # the same large tensors every truncation: no page faults
         self.problem = make_problem(problem)
         self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
         if optimizer is None:
-            torch.manual_seed(self.config.seed)
-            optimizer = LSTMOptimizer(**self.problem.optimizer_defaults)
+            optimizer = fresh_optimizer(self.problem.optimizer_defaults, self.config.seed)
         try:
             self.device = torch.device(device or "cpu")
         except RuntimeError:
@@ -341,7 +355,7 @@ class MetaTrainer:
         if self._validation_set is None:
             self._validation_set = self.problem.for_split("val").sample(
                 self.config.validation_size, generator(0, "val"))
-        return validation_loss(self.problem, self.optimizer, self._validation_set,
+        return validation_loss(self.optimizer, self._validation_set,
                                self.config.horizon, self.device)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -391,10 +405,11 @@ class MetaTrainer:
             self.best_validation, self.best_epoch = score, self.epoch
             self.best_state = checkpoint.cpu_state(self.optimizer)
             self.save_best()
+            self.save_training_state()  # so that resume finds the run finished
         best = copy.deepcopy(self.optimizer)
         best.load_state_dict(self.best_state)
         best.provenance = self.provenance()
-        return TrainingResult(best, self.best_validation, self.best_epoch, self.log)
+        return TrainingResult(best, self.best_validation, self.best_epoch, self.log, self.epoch)
 
     def _resume_hint(self) -> str:
         """How to continue: the command line's way if it started this training."""

@@ -106,9 +106,9 @@ def test_spec_parsing_and_complements():
         make_problem("cifar10:labels=3-12")
     with pytest.raises(SpecError, match="options: labels, channels"):
         make_problem("cifar10:classes=5")
-    assert Cifar10.optimizer_defaults == {"preprocess": True, "p": 10.0, "output_scale": 0.1,
-                                          "groups": ["conv", "other"]}
-    assert Cifar10.training_defaults["horizon"] == 100 and Cifar10.training_defaults["unroll"] == 20
+    # the paper's two LSTMs (Section 3.3), and the shipped recipe's horizon and unroll
+    assert problem.optimizer_defaults["groups"] == ("conv", "other")
+    assert problem.training_defaults["horizon"] == 200 and problem.training_defaults["unroll"] == 20
 
 
 def test_layout():
@@ -318,7 +318,7 @@ def test_meta_gradient_flows_through_the_unrolled_convnet(second_order):
 
     torch.manual_seed(0)
     optimizee = synthetic_optimizee(B=2, dtype=torch.float32)
-    optimizer = LSTMOptimizer(**Cifar10.optimizer_defaults)
+    optimizer = LSTMOptimizer(groups=("conv", "other"))
     theta = optimizee.theta0
     state = optimizer.init_state(theta, groups=optimizee.coordinate_groups())
     path = unroll(optimizee, optimizer, theta, state, 0, 3, second_order=second_order)

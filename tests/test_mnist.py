@@ -123,7 +123,9 @@ def test_spec_parsing():
         Mnist(activation="swish")
     with pytest.raises(SpecError, match="options: hidden, layers, activation"):
         make_problem("mnist:width=3")
-    assert Mnist.optimizer_defaults == {"preprocess": True, "p": 10.0, "output_scale": 0.1}
+    assert Mnist().optimizer_defaults == {"hidden_size": 20, "num_layers": 2, "preprocess": True,
+                                          "p": 10.0, "output_scale": 0.1, "groups": None,
+                                          "adam_inputs": False}
 
 
 def test_built_without_data_and_sample_says_where_to_put_it(monkeypatch, tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+from dataclasses import asdict
 from typing import Callable, Mapping, Union
 
 import torch
@@ -166,10 +167,8 @@ class Problem:
 
     #: the command-line name
     name: str = "problem"
-    #: keyword arguments of :class:`~l2l.optimizers.LSTMOptimizer` that the paper uses here
-    optimizer_defaults: dict = {}
-    #: keyword arguments of :class:`~l2l.meta.MetaTrainer` that the paper (or we) use here
-    training_defaults: dict = {}
+    #: the shipped training recipe for this family (``l2l/recipes/NAME.toml``): its defaults
+    recipe: str = ""
     #: options that every spec writes out; the others appear only where not their defaults
     always_in_spec: tuple[str, ...] = ()
     #: options that say where files are, not what the problem is: never in a spec
@@ -177,6 +176,24 @@ class Problem:
     #: group name → rule over parameter names and shapes (see :func:`group_coordinates`); the
     #: optimizees apply it to their layout. Empty: every coordinate is in one group, "other".
     group_rules: Mapping[str, Rule] = {}
+
+    @property
+    def optimizer_defaults(self) -> dict:
+        """Keyword arguments of :class:`~l2l.optimizers.LSTMOptimizer` for this family: the
+        architecture of its shipped recipe."""
+        from ..optimizers.lstm import LSTMConfig
+        from ..recipes import load_recipe
+
+        return asdict(load_recipe(self.recipe).final().config(LSTMConfig))
+
+    @property
+    def training_defaults(self) -> dict:
+        """Keyword arguments of :class:`~l2l.meta.MetaConfig` for this family: the settings of
+        the last stage of its shipped recipe (the stage that made the shipped optimizer)."""
+        from ..meta import MetaConfig
+        from ..recipes import load_recipe
+
+        return asdict(load_recipe(self.recipe).final().config(MetaConfig))
 
     def group_names(self) -> tuple[str, ...]:
         """The parameter groups of this family's optimizees, in order (e.g. ``("conv", "other")``)."""

@@ -233,20 +233,13 @@ class Cifar10(Classification):
         data_dir: the data dir (its ``cifar10/`` subfolder holds the files); empty:
             ``$L2L_DATA`` or the per-user cache (see :mod:`l2l.data`). Not part of the spec.
 
-    Meta-training settings here are provisional: the paper states neither the output scale nor
-    the horizon for CIFAR; we start from the MNIST setup (preprocessing with p = 10, output scale
-    0.1, 100 steps unrolled 20 at a time), to be revised by the meta-training runs.
+    The paper gives the optimizer one LSTM for the convolution weights and one for everything else
+    (Section 3.3); its meta-training settings are in the recipe (``l2l/recipes/cifar10.toml``).
     """
 
     name = "cifar10"
+    recipe = "cifar10"
     always_in_spec = ("labels",)
-    # two LSTMs, one for the convolution weights and one for everything else (Section 3.3);
-    # `python -m l2l train cifar10 --single-lstm` trains the one-LSTM ablation
-    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1,
-                          "groups": ["conv", "other"]}
-    training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
-                         "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
-                         "validation_size": 8}
     #: the parameter groups of the paper's two LSTMs (see :func:`~l2l.problems.base.group_coordinates`)
     group_rules = GROUP_RULES
 

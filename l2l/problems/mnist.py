@@ -138,15 +138,8 @@ class Mnist(Classification):
     """
 
     name = "mnist"
+    recipe = "mnist"
     always_in_spec = ("hidden", "layers", "activation")
-    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
-    #: meta-training defaults: the paper's horizon and unroll; meta-lr, schedule and clipping from
-    #: experiments/mnist_sweep.sh; the log f meta-loss, which weighs late progress as much as
-    #: early progress, gave a better optimizer in one run than two stages of the paper's mean f
-    #: (l2l/pretrained/README.md)
-    training_defaults = {"epochs": 1000, "batch_size": 1, "horizon": 100, "unroll": 20,
-                         "meta_lr": 3e-3, "lr_schedule": "cosine", "clip_grad": 1.0,
-                         "objective": "log_loss", "validate_every": 20, "validation_size": 16}
 
     def __init__(self, hidden: int = 20, layers: int = 1, activation: str = "sigmoid",
                  batch: int = 128, init_std: float = 0.01, data_dir: str = ""):

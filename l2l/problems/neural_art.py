@@ -324,13 +324,9 @@ class NeuralArt(Problem):
     """
 
     name = "neural_art"
-    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 1.0}
+    recipe = "neural_art"
     always_in_spec = ("style", "size", "content")
     not_in_spec = ("weights", "data_dir")
-    # horizon and unroll are the paper's; the rest is provisional until a sweep sets it
-    training_defaults = {"epochs": 200, "batch_size": 1, "horizon": 128, "unroll": 32,
-                         "meta_lr": 1e-3, "clip_grad": 1.0, "validate_every": 20,
-                         "validation_size": 4}
 
     def __init__(self, style: str = "hokusai_great_wave", size: int = 64, content: str = "",
                  content_weight: float = 1.0, style_weight: float = 3.0, tv_weight: float = 3.0,

@@ -40,10 +40,8 @@ class Quadratic(Problem):
     """
 
     name = "quadratic"
+    recipe = "quadratic"
     always_in_spec = ("dim", "distribution", "init_std")
-    optimizer_defaults = {"preprocess": True, "p": 10.0, "output_scale": 0.1}
-    training_defaults = {"epochs": 1200, "batch_size": 128, "horizon": 100, "unroll": 20,
-                         "meta_lr": 1e-2, "validate_every": 50, "validation_size": 256}
 
     def __init__(self, dim: int = 10, distribution: str = "gaussian", init_std: float = 0.01):
         if dim < 1:
