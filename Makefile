@@ -15,6 +15,7 @@ reproduce: setup
 
 test:
 	bash scripts/setup.sh test
+	$(VENV)/bin/ruff check l2l tests
 	$(PY) -m pytest
 
 test-slow:

@@ -61,7 +61,7 @@ def current_umask() -> int:
     return mask
 
 
-def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:
+def _atomic_write(path: str | os.PathLike, write, mode: str) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place with
     the umask's permissions. On any failure (an interrupt included) the temporary file is
     removed and ``path`` is untouched."""
@@ -87,17 +87,17 @@ def _atomic_write(path: "str | os.PathLike", write, mode: str) -> Path:
     return path
 
 
-def atomic_save(obj, path: "str | os.PathLike") -> Path:
+def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
     return _atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
-def atomic_write_text(text: str, path: "str | os.PathLike") -> Path:
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically (same scheme as :func:`atomic_save`)."""
     return _atomic_write(path, lambda f: f.write(text), "w")
 
 
-def remove_stale_temporaries(folder: "str | os.PathLike", names) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, names) -> list[Path]:
     """Delete the temporary files that writes of ``folder/NAME`` (for each of ``names``) left
     behind when their process was killed (``kill -9``, a power cut); returns what was removed.
     Call it only where no other process is writing these files."""
@@ -111,7 +111,7 @@ def remove_stale_temporaries(folder: "str | os.PathLike", names) -> list[Path]:
     return removed
 
 
-def read(path: "str | os.PathLike", what: str = "optimizer checkpoint",
+def read(path: str | os.PathLike, what: str = "optimizer checkpoint",
          weights_only: bool = True, fix: str = "write it again or give another file"):
     """``torch.load`` a file onto the CPU, with a one-line :class:`CheckpointError` naming the
     file, what is wrong (not a torch file; truncated or corrupted) and ``fix``."""
@@ -213,7 +213,7 @@ def list_pretrained() -> list[str]:
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
 
 
-def resolve(spec: "str | os.PathLike") -> Path:
+def resolve(spec: str | os.PathLike) -> Path:
     """The file behind ``pretrained:NAME``, ``lstm:PATH`` or a plain path."""
     text = str(spec)
     if text.startswith("pretrained:"):
@@ -237,7 +237,7 @@ def resolve(spec: "str | os.PathLike") -> Path:
     return path
 
 
-def load_optimizer(spec: "str | os.PathLike") -> Optimizer:
+def load_optimizer(spec: str | os.PathLike) -> Optimizer:
     """Load ``pretrained:NAME``, ``lstm:PATH``, a checkpoint file, or a training folder."""
     path = resolve(spec)
     return optimizer_from_record(read(path), source=str(path))

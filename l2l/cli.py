@@ -353,7 +353,7 @@ def _reproduce(args) -> int:
     return 0
 
 
-def _list(args) -> int:
+def _list(args) -> int:  # noqa: ARG001 (every command takes its args)
     from .figures import FIGURES
     from .optimizers import BASELINES
     from .problems import PROBLEMS
@@ -518,7 +518,7 @@ def main(argv=None) -> int:
         if not _out_of_memory(error):
             raise
         detail = str(error).split("you tried to allocate ")[-1].split(". ")[0]
-        size = f" ({detail})" if detail.endswith("bytes") or detail.endswith("GiB") else ""
+        size = f" ({detail})" if detail.endswith(("bytes", "GiB")) else ""
         print(f"l2l: error: out of memory{size}: ask for less (fewer --runs, a smaller "
               "--batch-size or --validation-size, a smaller problem)", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ TUNING = {
 }
 
 
-def tuning_for(problem: "str | Problem") -> Tuning:
+def tuning_for(problem: str | Problem) -> Tuning:
     """The :class:`Tuning` of a problem's family (:data:`TUNING`, else the defaults)."""
     return TUNING.get(make_problem(problem).name, Tuning())
 
@@ -104,7 +104,7 @@ class Curve:
     def std(self) -> torch.Tensor:
         return self.losses.double().std(dim=1) if self.losses.shape[1] > 1 else torch.zeros_like(self.mean)
 
-    def since(self, step: int) -> "Curve":
+    def since(self, step: int) -> Curve:
         """The same curve from ``step`` on (for plots of a later window)."""
         return Curve(self.name, self.losses[step:], self.lr, self.metrics)
 

@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, check_count, check_positive

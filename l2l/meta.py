@@ -43,10 +43,10 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .errors import ConfigError, NonFiniteError, TrainingInterrupted, check_count, check_positive
+from .objectives import OBJECTIVES, Imitation
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import make_problem
 from .problems.base import Scaled
-from .objectives import OBJECTIVES, Imitation
 from .rollout import run, unroll
 from .seeding import generator, seed_for
 
@@ -197,7 +197,7 @@ class StopOnSignal:
     def __init__(self, notice: str = ""):
         self.signal, self.notice, self._previous = None, notice, {}
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum, frame):  # noqa: ARG002 (a signal handler's signature)
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum

@@ -24,12 +24,12 @@ from .optimizers.base import Optimizer
 from .rollout import Trajectory
 
 
-def mean_loss(trajectory: Trajectory, horizon: int) -> Tensor:
+def mean_loss(trajectory: Trajectory, horizon: int) -> Tensor:  # noqa: ARG001 (an objective)
     """The paper's: the mean of f(θ_t) over the truncation's steps and the batch (w_t = 1)."""
     return trajectory.losses.mean()
 
 
-def mean_log_loss(trajectory: Trajectory, horizon: int) -> Tensor:
+def mean_log_loss(trajectory: Trajectory, horizon: int) -> Tensor:  # noqa: ARG001
     """The mean of log f(θ_t): progress late in the horizon, where f is small, counts as much
     as early progress (not in the paper)."""
     return trajectory.losses.clamp_min(1e-12).log().mean()

@@ -34,7 +34,7 @@ class LossWithGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, theta, loss, grad):
+    def forward(ctx, theta, loss, grad):  # noqa: ARG004 (θ: the input the gradient is for)
         ctx.save_for_backward(grad)
         return loss.clone()
 

@@ -8,7 +8,8 @@ one-line error that lists what exists.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from .errors import ConfigError
 

@@ -257,7 +257,7 @@ def test_coordinate_groups_route_conv_weights_to_conv():
     slices = layout_slices(optimizee.layout)
     conv = set(groups["conv"].tolist())
     for name, where in slices.items():
-        inside = {i for i in range(where.start, where.stop)} <= conv
+        inside = set(range(where.start, where.stop)) <= conv
         assert inside == (name.startswith("conv") and name.endswith(".weight")), name
     assert len(groups["conv"]) == 4 * 3 * 25 + 2 * 4 * 4 * 25
     paper = Cifar10().coordinate_groups()
@@ -303,7 +303,7 @@ def test_real_cifar2_optimizee(shared_data_dir):
     assert optimizee.theta0.shape == (2, 22338) and abs(optimizee.theta0.std().item() - 0.01) < 1e-3
     assert torch.equal(problem.sample(2, generator(0, "test")).indices(4), optimizee.indices(4))
     assert set(optimizee.train[1][optimizee.indices(0)].unique().tolist()) <= {0, 1}
-    losses, theta = run(optimizee, Adam(0.01), 10)
+    losses, _theta = run(optimizee, Adam(0.01), 10)
     assert losses[0].mean().item() == pytest.approx(math.log(2), abs=0.02)
     assert losses[-3:].mean().item() < losses[0].mean().item() - 0.1
     assert len(optimizee.test_rows) == 2000

@@ -312,13 +312,13 @@ BAD = [
 def test_every_bad_input_is_one_line_before_any_work(capsys, bad_files, argv, message):
     names = {k: str(v) for k, v in bad_files.items()}
     argv = [a.format(**names) for a in argv]
-    before = {p for p in bad_files["dir"].parent.rglob("*")}
+    before = set(bad_files["dir"].parent.rglob("*"))
     code, out, err = invoke(capsys, argv)
     assert code == 2, (code, err)
     assert err.startswith("l2l: error: ") and message.format(**names) in err, err
     assert "Traceback" not in err and err.count("\n") == 1
     assert "best validation" not in out and "optimizer" not in out  # no work was done
-    after = {p for p in bad_files["dir"].parent.rglob("*")}
+    after = set(bad_files["dir"].parent.rglob("*"))
     assert after == before  # nothing written, no temporary file left
 
 

@@ -114,7 +114,7 @@ def test_native_and_fallback_agree():
 def test_float64_uses_pytorch_path():
     optimizer = LSTMOptimizer().double()
     grad = torch.randn(2, 50, dtype=torch.float64)
-    update, state = optimizer(grad, optimizer.init_state(grad))
+    update, _state = optimizer(grad, optimizer.init_state(grad))
     ref = _with_engine(optimizer, "reference")
     update_ref, _ = ref(grad, ref.init_state(grad))
     assert update.dtype == torch.float64

@@ -23,8 +23,8 @@ from l2l.errors import OutputError, TrainingInterrupted
 from l2l.meta import MetaConfig, MetaTrainer
 
 PROBLEM = "quadratic:dim=3"
-CONFIG = dict(epochs=6, batch_size=4, horizon=8, unroll=4, meta_lr=1e-2, validate_every=2,
-              validation_size=4)
+CONFIG = {"epochs": 6, "batch_size": 4, "horizon": 8, "unroll": 4, "meta_lr": 1e-2, "validate_every": 2,
+              "validation_size": 4}
 
 
 def trainer(out, **kw):

@@ -131,8 +131,8 @@ def test_the_trainer_and_the_optimizer_check_their_arguments():
 
 
 def _config(**kw):
-    base = dict(epochs=4, batch_size=8, horizon=20, unroll=10, meta_lr=3e-3, validate_every=2,
-                validation_size=8)
+    base = {"epochs": 4, "batch_size": 8, "horizon": 20, "unroll": 10, "meta_lr": 3e-3, "validate_every": 2,
+                "validation_size": 8}
     return MetaConfig(**{**base, **kw})
 
 

@@ -16,7 +16,7 @@ def test_lstm_step_golden_numbers():
         net.readout.weight.fill_(2.0)
         net.readout.bias.fill_(-0.5)
     x, h, c = 1.0, 0.5, 0.2
-    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + math.exp(-z))
     i, f, g, o = 0.1 * x + 0.5 * h + 0.01, 0.2 * x + 0.6 * h - 0.02, 0.3 * x + 0.7 * h + 0.03, 0.4 * x + 0.8 * h - 0.04
     c_new = sig(f) * c + sig(i) * math.tanh(g)
     h_new = sig(o) * math.tanh(c_new)

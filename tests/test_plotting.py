@@ -5,13 +5,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-from l2l.evaluate import Curve  # noqa: E402
-from l2l.plotting import plot_curves, plot_relative, plot_training_log, smoothed  # noqa: E402
+from l2l.evaluate import Curve
+from l2l.plotting import plot_curves, plot_relative, plot_training_log, smoothed
 
 
 def _log(train):
@@ -52,7 +52,7 @@ def test_smoothing_draws_the_raw_mean_faint_behind():
 
 
 def test_relative_panel_divides_by_the_best_baseline_at_each_step():
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     curves = _curves()
     plot_relative(curves, ax)
     lines = {line.get_label(): line.get_ydata() for line in ax.get_lines()}

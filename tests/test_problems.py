@@ -66,7 +66,7 @@ def test_a_label_subset_is_renumbered():
     train = (torch.randn(30, 4), torch.arange(30) % 6)
     optimizee = SoftmaxOptimizee(torch.zeros(2, 12), torch.tensor([1, 2]), 5, train, train,
                                  labels=(1, 4, 5))
-    x, y = optimizee.minibatch(0)
+    _x, y = optimizee.minibatch(0)
     assert set(train[1][optimizee.indices(0)].flatten().tolist()) <= {1, 4, 5}
     assert set(y.flatten().tolist()) <= {0, 1, 2}
     assert optimizee.metrics(torch.zeros(2, 12))["test_acc"].tolist() == pytest.approx([1 / 3] * 2)

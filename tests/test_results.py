@@ -18,7 +18,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def key(**change):
-    settings = dict(problem=PROBLEM, spec="adam:0.1", steps=5, runs=3, seed=0)
+    settings = {"problem": PROBLEM, "spec": "adam:0.1", "steps": 5, "runs": 3, "seed": 0}
     settings.update(change)
     return results.result_key(settings.pop("problem"), settings.pop("spec"), **settings)
 

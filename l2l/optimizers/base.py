@@ -9,12 +9,10 @@ every unroll boundary without knowing what is inside.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
-State = Tuple[Tensor, ...]
+State = tuple[Tensor, ...]
 
 
 class Optimizer(nn.Module):
@@ -63,4 +61,4 @@ def as_rate(lr, theta: Tensor) -> Tensor | float:
     return float(lr)
 
 
-__all__ = ["Optimizer", "State", "detach_state", "as_rate", "torch"]
+__all__ = ["Optimizer", "State", "as_rate", "detach_state", "torch"]

@@ -28,7 +28,7 @@ class SGD(Optimizer):
             check_positive("lr", lr)
         self.lr = lr
 
-    def init_state(self, theta: Tensor, groups=None) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:  # noqa: ARG002 (the interface)
         return ()
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -51,7 +51,7 @@ class NAG(SGD):
         check_positive("momentum", momentum, inclusive=True)
         self.momentum = momentum
 
-    def init_state(self, theta: Tensor, groups=None) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:  # noqa: ARG002 (the interface)
         return (torch.zeros_like(theta),)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -74,7 +74,7 @@ class RMSprop(SGD):
         check_positive("eps", eps)
         self.alpha, self.eps = alpha, eps
 
-    def init_state(self, theta: Tensor, groups=None) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:  # noqa: ARG002 (the interface)
         return (torch.zeros_like(theta),)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
@@ -99,7 +99,7 @@ class Adam(SGD):
         check_positive("eps", eps)
         self.betas, self.eps = tuple(betas), eps
 
-    def init_state(self, theta: Tensor, groups=None) -> State:
+    def init_state(self, theta: Tensor, groups=None) -> State:  # noqa: ARG002 (the interface)
         step = torch.zeros((), dtype=theta.dtype, device=theta.device)
         return (torch.zeros_like(theta), torch.zeros_like(theta), step)
 

@@ -270,7 +270,7 @@ class LSTMOptimizer(Optimizer):
         for net in self._nets():
             net.engine = engine
 
-    def group_rule(self, name: str) -> "LSTMOptimizer":
+    def group_rule(self, name: str) -> LSTMOptimizer:
         """A one-LSTM optimizer that shares the weights of group ``name``'s LSTM."""
         if self.groups is None or name not in self.groups:
             raise ConfigError(f"no LSTM group {name!r}; this optimizer has "

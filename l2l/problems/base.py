@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Callable, Mapping, Union
+from typing import Callable, Union
 
 import torch
 from torch import Tensor
@@ -124,11 +125,11 @@ class Optimizee:
         """
         raise NotImplementedError
 
-    def metrics(self, theta: Tensor) -> dict[str, Tensor]:
+    def metrics(self, theta: Tensor) -> dict[str, Tensor]:  # noqa: ARG002 (a hook)
         """Extra end-of-run figures (e.g. test accuracy), each ``[B]``; none by default."""
         return {}
 
-    def repeat(self, copies: int) -> "Optimizee":
+    def repeat(self, copies: int) -> Optimizee:
         """The same B functions ``copies`` times over, as one optimizee of ``copies·B``: function
         ``c·B + b`` is function ``b`` (same θ0, same data). Lets several optimizer settings, such
         as a grid of learning rates, run on the same functions in one batched rollout."""
@@ -203,7 +204,7 @@ class Problem:
         """Draw ``batch_size`` optimizees using ``generator`` for every random choice."""
         raise NotImplementedError
 
-    def for_split(self, split: str) -> "Problem":
+    def for_split(self, split: str) -> Problem:  # noqa: ARG002 (a hook)
         """The problem whose optimizees serve ``split`` (``train``, ``val`` or ``test``).
 
         Families whose data have splits (e.g. neural art's content crops) return the problem on
@@ -225,7 +226,7 @@ class Problem:
                     config[name] = value
         return config
 
-    def with_options(self, **changes) -> "Problem":
+    def with_options(self, **changes) -> Problem:
         """The same family with some options changed (file locations included)."""
         options = {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
         return type(self)(**{**options, **changes})

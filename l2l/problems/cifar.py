@@ -269,7 +269,7 @@ class Cifar10(Classification):
         """The coordinates of each parameter group: ``{"conv": …, "other": …}`` (int64 indices)."""
         return group_coordinates(self.layout, self.group_rules)
 
-    def complement(self) -> "Cifar10":
+    def complement(self) -> Cifar10:
         """The same problem on the held-out labels (LSTM-sub's training problem)."""
         rest = [label for label in range(NUM_LABELS) if label not in self.subset]
         if len(rest) < 2:

@@ -80,7 +80,7 @@ class ClassificationOptimizee(Optimizee):
             self.test_rows = torch.isin(test[1], kept).nonzero().squeeze(1)
         self._cached_key, self._cached_batch = None, None
 
-    def repeat(self, copies: int) -> "ClassificationOptimizee":
+    def repeat(self, copies: int) -> ClassificationOptimizee:
         twin = copy.copy(self)
         twin.theta0, twin.seeds = self.theta0.repeat(copies, 1), self.seeds.repeat(copies)
         twin._cached_key, twin._cached_batch = None, None
@@ -135,7 +135,7 @@ class ClassificationOptimizee(Optimizee):
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
     # -- whole sets -------------------------------------------------------------------------
-    def chunks(self, examples: Tensor, labels: Tensor, networks: int):
+    def chunks(self, examples: Tensor, labels: Tensor, networks: int):  # noqa: ARG002 (a hook)
         """The pieces (examples, labels) of a whole set that :meth:`evaluate` runs at once:
         consecutive chunks of about ``batch`` examples, the size of a minibatch (what batch
         normalisation sees in training)."""

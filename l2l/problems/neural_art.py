@@ -259,7 +259,7 @@ class NeuralArtOptimizee(Optimizee):
             self._moved[key] = (network, move(self.content_targets), move(self.style_grams))
         return self._moved[key]
 
-    def repeat(self, copies: int) -> "NeuralArtOptimizee":
+    def repeat(self, copies: int) -> NeuralArtOptimizee:
         return NeuralArtOptimizee(
             self.theta0.repeat(copies, 1), self.content.repeat(copies, 1, 1, 1), self.network,
             {k: v.repeat(copies, 1, 1, 1) for k, v in self.content_targets.items()},
@@ -283,7 +283,7 @@ class NeuralArtOptimizee(Optimizee):
                 "style": style_loss(activations, style_grams),
                 "tv": total_variation(x)}
 
-    def loss(self, theta: Tensor, step: int = 0) -> Tensor:
+    def loss(self, theta: Tensor, step: int = 0) -> Tensor:  # noqa: ARG002 (deterministic)
         """f_b(θ_b) for each image: ``[B, 3·H·W]`` → ``[B]`` (deterministic; ``step`` is unused)."""
         terms = self.terms(theta)
         alpha, beta, gamma = self.weights
@@ -414,6 +414,6 @@ class NeuralArt(Problem):
                                   self.style_grams(),
                                   (self.content_weight, self.style_weight, self.tv_weight))
 
-    def for_split(self, split: str) -> "NeuralArt":
+    def for_split(self, split: str) -> NeuralArt:
         """The same problem on the content crops of ``split`` (``train``, ``val`` or ``test``)."""
         return self.with_options(content=split)

@@ -15,11 +15,11 @@ class QuadraticOptimizee(Optimizee):
     def __init__(self, W: Tensor, y: Tensor, theta0: Tensor):
         self.W, self.y, self.theta0 = W, y, theta0
 
-    def repeat(self, copies: int) -> "QuadraticOptimizee":
+    def repeat(self, copies: int) -> QuadraticOptimizee:
         return QuadraticOptimizee(self.W.repeat(copies, 1, 1), self.y.repeat(copies, 1),
                                   self.theta0.repeat(copies, 1))
 
-    def loss(self, theta: Tensor, step: int = 0) -> Tensor:
+    def loss(self, theta: Tensor, step: int = 0) -> Tensor:  # noqa: ARG002 (deterministic)
         residual = torch.bmm(self.W, theta.unsqueeze(-1)).squeeze(-1) - self.y
         return residual.pow(2).sum(-1)
 

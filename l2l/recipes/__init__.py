@@ -13,10 +13,11 @@ a problem family's training defaults are those of its shipped recipe (:attr:`Pro
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
+
+import tomllib
 
 from ..errors import ConfigError
 
