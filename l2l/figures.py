@@ -1,7 +1,7 @@
 """Reproduce the paper's figures: evaluate, draw, and compare with the paper's numbers.
 
 Each :class:`FigureSpec` names a problem, the shipped optimizer to test, the steps and runs, and
-the final losses read off the paper's plot (PAPER.md; ±10%). :func:`reproduce` evaluates the
+the final losses read off the paper's plot (±10%). :func:`reproduce` evaluates the
 learned optimizer against the four tuned baselines on fresh test optimizees, writes ``NAME.png``
 and ``NAME.json`` (every curve, the tuned rates, and the command that made them), and returns a
 table beside the paper's numbers. ``retrain=True`` meta-trains a new optimizer first instead of

@@ -45,8 +45,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
             ``torch.optim.lr_scheduler`` schedules it like a learning rate.
         lstm_group: which of the rule's LSTMs updates a parameter group (a per-group key too).
             The paper uses one LSTM for every coordinate, except on CIFAR, where convolutional and
-            fully-connected parameters have their own (Section 3.3). Today's
-            :class:`l2l.LSTMOptimizer` has a single LSTM, named ``"all"``; ``None`` means it.
+            fully-connected parameters have their own (Section 3.3). For such an optimizer
+            (``pretrained:cifar10``) every parameter group names one, ``"conv"`` or ``"other"``;
+            for a one-LSTM optimizer (named ``"all"``) ``None`` means that one.
         skip_nonfinite: what a step does when some gradient holds a NaN or an infinity. False
             (the default) does what ``torch.optim`` does: the gradient goes through the rule, so
             the NaN reaches those parameters and their LSTM state, and stays. True skips the

@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
-On machines without internet the data live in a shared folder next to the repository
-(``../shared/data``); when it exists and ``L2L_DATA`` is unset, the tests point ``L2L_DATA`` there.
+Offline, the data can live in a folder ``shared/data`` beside the checkout; when it exists and
+``L2L_DATA`` is unset, the tests point ``L2L_DATA`` there.
 """
 
 import contextlib
@@ -21,7 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(autouse=True, scope="session")
 def shared_data_dir():
-    """Set ``L2L_DATA`` to ``../shared/data`` for the session when it exists and none is set."""
+    """Set ``L2L_DATA`` to the ``shared/data`` folder beside the checkout for the test run, when
+    it exists and none is set."""
     if os.environ.get("L2L_DATA") or not SHARED_DATA.is_dir():
         yield os.environ.get("L2L_DATA")
         return

@@ -1,8 +1,8 @@
 """The CIFAR-10 loader: the official archive's conversion, checksums, the recovered copy, errors.
 
 Downloads are served from a local HTTP server on 127.0.0.1 with a small archive of the official
-structure; the real data are checked where they exist (``L2L_DATA`` or ``../shared/data``, see
-conftest.py), including the exact official pixels of the recovered copy's lossless subset.
+structure; the real data are checked where they exist (``L2L_DATA``, or the data folder beside
+the checkout, see conftest.py), including the exact official pixels of the recovered copy's lossless subset.
 """
 
 import gzip

@@ -1,7 +1,8 @@
 """The MNIST loader: IDX parsing, checksums, re-download of bad files, offline errors.
 
 Downloads are served from a local HTTP server on 127.0.0.1 with small fake files; the real files
-are checked where they exist (``L2L_DATA`` or ``../shared/data``, see conftest.py).
+are checked where they exist (``L2L_DATA``, or the data folder beside the
+checkout, see conftest.py).
 """
 
 import gzip

@@ -183,7 +183,7 @@ def test_meta_training_beats_tuned_sgd_on_a_small_mlp(mnist_dir):
 
 
 def test_evaluation_reports_end_of_run_metrics(mnist_dir):
-    """`evaluate` returns the full-set loss and accuracy of every test network (issue 4)."""
+    """`evaluate` returns the full-set loss and accuracy of every test network."""
     import l2l
 
     (curve,) = l2l.evaluate("mnist:hidden=5", ["sgd:0.5"], steps=2, runs=2, progress=False)

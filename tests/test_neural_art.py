@@ -219,7 +219,7 @@ def test_spec_parsing_and_round_trip(fake_art):
     assert custom.style_layer_names == ("relu1", "relu2")
     assert make_problem(custom.spec()).spec() == custom.spec()
     assert make_problem("neural_art").spec() == "neural_art:style=hokusai_great_wave,size=64,content=train"
-    # the spelling: without content= the 128-pixel problem takes the held-out crops, and
+    # the short spelling: without content= the 128-pixel problem takes the held-out crops, and
     # each split its own
     at_128 = make_problem("neural_art:style=vangogh_night_cafe,size=128")
     assert at_128.content == "test" and at_128.for_split("val").content == "val"

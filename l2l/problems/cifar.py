@@ -2,7 +2,7 @@
 
 The paper's optimizee: three convolutional layers with max pooling, then a fully-connected layer
 of 32 units, with ReLU and batch normalisation, trained with the cross-entropy loss on minibatches
-of 128 images. PAPER.md gives the details from the authors' code, which this follows: each
+of 128 images. The details follow the authors' code: each
 convolution has 16 channels, 5×5 kernels, stride 1 and same padding, and is followed by batch
 normalisation, ReLU and 2×2 max pooling (32 → 16 → 8 → 4 pixels); the 16·4·4 = 256 features go
 through a linear layer of 32 units, batch normalisation and ReLU, then a linear layer to the k
