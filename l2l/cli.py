@@ -32,13 +32,13 @@ def _settings(args) -> dict:
 def _train(args) -> int:
     from .memory import retain_freed_memory
     from .problems import make_problem
-    from .recipes import check_stage, load_recipe, train_stage
+    from .recipes import check_stage, load_recipe, recipe_for, train_stage
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     if args.problem is None and recipe is None:
         raise ConfigError("name a PROBLEM (e.g. quadratic, mnist) or a --recipe to train")
     problem = make_problem(args.problem or recipe.problem)
-    recipe = recipe or load_recipe(problem.recipe)
+    recipe = recipe or recipe_for(problem)
     device = _device(args.device)
     overrides = _settings(args)
     if overrides.get("imitate") is not None:

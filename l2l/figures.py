@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .evaluate import Curve, evaluate
 from .plotting import plot_curves
 from .problems import make_problem
-from .recipes import load_recipe, train_stage
+from .recipes import recipe_for, train_stage
 
 BASELINE_SPECS = ("sgd", "rmsprop", "adam", "nag")
 
@@ -96,7 +96,7 @@ def train_for_figure(spec: FigureSpec, out: Path, quick: bool, progress: bool = 
     """Meta-train a fresh optimizer for a figure by its problem's shipped recipe, every stage in
     turn (``quick``: a few epochs of each)."""
     problem = make_problem(spec.problem)
-    recipe = load_recipe(problem.recipe)
+    recipe = recipe_for(problem)
     quick_settings = {"epochs": 10, "validate_every": 5, "validation_size": 16}
     folders = {stage.name: out / stage.name for stage in recipe.stages[:-1]}
     folders[recipe.final().name] = out

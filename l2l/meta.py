@@ -88,8 +88,9 @@ class MetaConfig:
                                            "learning rate to 0 over the epochs",
                                choices=("constant", "cosine"))
     clip_grad: float | None = _option(None, "clip the meta-gradient to this global norm")
-    objective: str = _option("loss", "meta-loss of a truncation: mean f (paper), mean log f, or "
-                                     "log f weighted by t / horizon", choices=tuple(OBJECTIVES))
+    objective: str = _option("loss", "meta-loss of a truncation, a name in l2l.objectives.OBJECTIVES: "
+                                     "loss (mean f, the paper), log_loss (mean log f), "
+                                     "late_log_loss (log f weighted by t / horizon)")
     second_order: bool = _option(False, "keep second derivatives ∂∇/∂φ (the paper drops them)")
     validate_every: int = _option(100, "epochs between validations (and checkpoints)")
     validation_size: int = _option(64, "fixed validation optimizees")

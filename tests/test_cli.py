@@ -232,7 +232,7 @@ BAD = [
     (TRAIN + ["--time-limit", "-1"], "argument --time-limit"),
     (TRAIN + ["--seed", "-1"], "seed must be an integer ≥ 0, got -1"),
     (TRAIN + ["--seed", str(2**64)], "seed must be below 2^63"),
-    (TRAIN + ["--objective", "final"], "argument --objective: invalid choice"),
+    (TRAIN + ["--objective", "final"], "objective must be one of loss, log_loss"),
     (TRAIN + ["--device", "mps"], "--device mps: "),
     (TRAIN + ["--device", "cuda:7"], "--device cuda:7: "),
     (TRAIN + ["--device", "tpu"], "--device 'tpu'"),

@@ -218,6 +218,26 @@ def test_meta_objectives_weigh_the_unroll_as_documented():
         MetaConfig(objective="final")
 
 
+def test_a_meta_objective_that_needs_the_updates_gets_them(monkeypatch):
+    """A new objective is a function of the trajectory and an entry of OBJECTIVES: one that asks
+    for the updates receives every step's, in the meta-graph, and trains φ."""
+    from l2l.objectives import OBJECTIVES, Objective
+
+    seen = []
+
+    def step_size(trajectory, horizon):
+        seen.append(len(trajectory.updates))
+        return torch.stack(trajectory.updates).square().mean() + trajectory.losses.mean()
+
+    monkeypatch.setitem(OBJECTIVES, "step_size", Objective(step_size, needs=frozenset({"updates"})))
+    trainer = MetaTrainer("quadratic:dim=3", config=_config(objective="step_size", epochs=1),
+                          progress=False)
+    before = [p.detach().clone() for p in trainer.optimizer.parameters()]
+    trainer.train_epoch(0)
+    assert seen and set(seen) == {trainer.config.unroll}
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.optimizer.parameters()))
+
+
 def test_meta_training_does_not_fault_its_memory_in_again(mnist_dir):
     """Truncations reuse freed memory (l2l.memory): an MNIST epoch after the first causes few
     page faults (about 750 per step with glibc's defaults)."""

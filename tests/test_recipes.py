@@ -92,3 +92,14 @@ def test_a_two_stage_recipe_runs_its_stages_in_order_and_resumes(tmp_path, capsy
     assert main(["train", "--recipe", str(recipe), "--out", str(out), "--quiet", "--resume"]) == 0
     assert (out / "best.pt").read_bytes() == before
     assert "stage second: best validation" in capsys.readouterr().out
+
+
+def test_a_family_without_a_recipe_trains_with_the_configs_defaults():
+    from l2l.problems import Quadratic
+
+    class Toy(Quadratic):
+        name, recipe = "toy", ""
+
+    toy = Toy(dim=2)
+    assert toy.training_defaults == asdict(MetaConfig())
+    assert toy.optimizer_defaults == asdict(LSTMConfig())

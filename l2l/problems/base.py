@@ -168,7 +168,8 @@ class Problem:
 
     #: the command-line name
     name: str = "problem"
-    #: the shipped training recipe for this family (``l2l/recipes/NAME.toml``): its defaults
+    #: the shipped training recipe for this family (``l2l/recipes/NAME.toml``), whose settings
+    #: are its defaults; empty: the config dataclasses' defaults
     recipe: str = ""
     #: options that every spec writes out; the others appear only where not their defaults
     always_in_spec: tuple[str, ...] = ()
@@ -183,18 +184,18 @@ class Problem:
         """Keyword arguments of :class:`~l2l.optimizers.LSTMOptimizer` for this family: the
         architecture of its shipped recipe."""
         from ..optimizers.lstm import LSTMConfig
-        from ..recipes import load_recipe
+        from ..recipes import recipe_for
 
-        return asdict(load_recipe(self.recipe).final().config(LSTMConfig))
+        return asdict(recipe_for(self).final().config(LSTMConfig))
 
     @property
     def training_defaults(self) -> dict:
         """Keyword arguments of :class:`~l2l.meta.MetaConfig` for this family: the settings of
         the last stage of its shipped recipe (the stage that made the shipped optimizer)."""
         from ..meta import MetaConfig
-        from ..recipes import load_recipe
+        from ..recipes import recipe_for
 
-        return asdict(load_recipe(self.recipe).final().config(MetaConfig))
+        return asdict(recipe_for(self).final().config(MetaConfig))
 
     def group_names(self) -> tuple[str, ...]:
         """The parameter groups of this family's optimizees, in order (e.g. ``("conv", "other")``)."""

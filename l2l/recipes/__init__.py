@@ -113,6 +113,14 @@ def _read(path: Path) -> Recipe:
     return Recipe(path.stem, data["problem"], tuple(stages), data.get("description", ""))
 
 
+def recipe_for(problem) -> Recipe:
+    """A problem family's shipped recipe (:attr:`~l2l.problems.Problem.recipe`); for a family
+    without one, a single stage of the config dataclasses' defaults."""
+    if problem.recipe:
+        return load_recipe(problem.recipe)
+    return Recipe(problem.name, problem.spec(), (Stage(problem.name, {}),))
+
+
 def load_recipe(name: str | Path) -> Recipe:
     """The recipe ``name`` (a shipped one, see :func:`list_recipes`) or at a path ``*.toml``."""
     path = Path(name)
