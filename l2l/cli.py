@@ -51,29 +51,61 @@ def _train(args) -> int:
         check_stage(problem, stage, overrides)
     if args.init:
         _check_specs([args.init], "--init")
-    resumes = {}
-    for name, folder in folders.items():
-        resumes[name] = _check_folder(folder, args)
+    group, device = _group(args, device)
+    # the folders are rank 0's to check (and clear, with --force); the others follow its answer
+    resumes = _on_rank0(group, lambda: {name: _check_folder(folder, args)
+                                        for name, folder in folders.items()})
     retain_freed_memory()  # the same large tensors every truncation: no page faults
     command = "python -m l2l " + shlex.join(args.argv)
+    say = print if group.writes else (lambda *_: None)
     if len(stages) > 1:
-        print(f"recipe {recipe.name}: {len(stages)} stages, "
-              + ", then ".join(f"{s.name} in {folders[s.name]}" for s in stages))
+        say(f"recipe {recipe.name}: {len(stages)} stages, "
+            + ", then ".join(f"{s.name} in {folders[s.name]}" for s in stages))
     for stage in stages:
         folder = folders[stage.name]
         init = args.init if stage.init is None else f"lstm:{folders[stage.init] / 'best.pt'}"
         result = train_stage(problem, stage, folder, overrides=overrides, init=init,
                              resume=resumes[stage.name], command=command,
-                             progress=not args.quiet, device=device, time_limit=args.time_limit)
+                             progress=not args.quiet, device=device, time_limit=args.time_limit,
+                             group=group)
         epochs = stage.config(MetaConfig, overrides).epochs
         label = f"stage {stage.name}: " if len(stages) > 1 else ""
-        print(f"{label}best validation {result.best_validation:.5g} at epoch {result.best_epoch}; "
-              f"optimizer written to {folder / 'best.pt'}")
+        say(f"{label}best validation {result.best_validation:.5g} at epoch {result.best_epoch}; "
+            f"optimizer written to {folder / 'best.pt'}")
         if result.epochs_done < epochs:
-            print(f"{label}stopped by the time limit after epoch {result.epochs_done} of "
-                  f"{epochs}; rerun the same command with --resume to continue")
+            say(f"{label}stopped by the time limit after epoch {result.epochs_done} of "
+                f"{epochs}; rerun the same command with --resume to continue")
             return 0
     return 0
+
+
+def _group(args, device):
+    """The processes of a ``torchrun`` launch (:mod:`l2l.distributed`; a single one otherwise),
+    and this process's device (under torchrun, ``cuda`` means its local GPU)."""
+    from .distributed import setup
+
+    group = setup(device, getattr(args, "backend", None))
+    if group.distributed and device is not None and device.type == "cuda" and device.index is None:
+        import torch
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return group, device
+
+
+def _on_rank0(group, check):
+    """``check()`` on rank 0 only, its answer (or its error) on every rank."""
+    if not group.distributed:
+        return check()
+    answer = None
+    if group.writes:
+        try:
+            answer = ("ok", check())
+        except L2LError as error:
+            answer = ("error", error)
+    kind, value = group.broadcast(answer)
+    if kind == "error":
+        raise value
+    return value
 
 
 def _check_folder(folder: Path, args) -> bool:
@@ -426,7 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "starts from its beginning)")
     train.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 …")
+    train.add_argument("--device", help="where to train: cpu (default), cuda, cuda:1 … (under "
+                                        "torchrun, cuda is each process's local GPU)")
+    train.add_argument("--backend", choices=("gloo", "nccl", "mpi"),
+                       help="torch.distributed backend under torchrun (default: gloo on CPU, "
+                            "nccl on CUDA)")
     train.add_argument("--time-limit", type=_number(0, inclusive=True), metavar="SECONDS",
                        help="stop each stage (validated and saved, resumable) after this much "
                             "wall time")
@@ -522,6 +558,15 @@ def main(argv=None) -> int:
         print(f"l2l: error: out of memory{size}: ask for less (fewer --runs, a smaller "
               "--batch-size or --validation-size, a smaller problem)", file=sys.stderr)
         return 2
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """End the torch.distributed process group a command started under torchrun, if any."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -28,6 +28,7 @@ that is not finite never becomes the best.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import signal
@@ -42,7 +43,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .errors import ConfigError, NonFiniteError, TrainingInterrupted, check_count, check_positive
+from .distributed import SINGLE, Group
+from .errors import (
+    ConfigError,
+    L2LError,
+    NonFiniteError,
+    TrainingInterrupted,
+    check_count,
+    check_positive,
+)
 from .objectives import OBJECTIVES, Imitation
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import make_problem
@@ -166,12 +175,27 @@ class TrainingResult:
     epochs_done: int = 0
 
 
-def validation_loss(optimizer, optimizees, horizon: int, device=None) -> dict:
-    """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T."""
+def validation_loss(optimizer, optimizees, horizon: int, device=None, group: Group = SINGLE,
+                    total: int | None = None) -> dict:
+    """Frozen-optimizer figures on fixed optimizees: mean f over steps 1…T, and f at step T.
+
+    Split across processes, each runs its share of the ``total`` optimizees and the sums are
+    reduced, so every rank gets the figures of the whole set."""
     losses, _ = run(optimizees, optimizer, horizon, device)
     losses = losses[1:].double()
     losses = torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
-    return {"meta_loss": losses.mean().item(), "final_loss": losses[-1].mean().item()}
+    if not group.distributed:
+        return {"meta_loss": losses.mean().item(), "final_loss": losses[-1].mean().item()}
+    sums = group.all_reduce(torch.stack([losses.sum(), losses[-1].sum()]).cpu())
+    return {"meta_loss": (sums[0] / (horizon * total)).item(), "final_loss": (sums[1] / total).item()}
+
+
+def _weights_digest(optimizer) -> str:
+    """A digest of φ (to check that every process starts from the same weights)."""
+    digest = hashlib.sha256()
+    for value in optimizer.state_dict().values():
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def all_finite(state: dict) -> bool:
@@ -240,11 +264,15 @@ class MetaTrainer:
             Checkpoints are written with CPU tensors, so they load anywhere.
         time_limit: stop after the first epoch that ends this many seconds (wall clock) into
             :meth:`train`, validating and saving first, so ``resume`` continues the run later.
+        group: the processes meta-training together (:mod:`l2l.distributed`): each runs its
+            share of every batch and of the validation set, the meta-gradients are summed with one
+            all-reduce per truncation, and only rank 0 writes files and shows progress.
     """
 
     def __init__(self, problem, optimizer: LSTMOptimizer | None = None, config: MetaConfig | None = None,
                  out=None, command: str | None = None, progress: bool = True, init: str | None = None,
-                 device: torch.device | str | None = None, time_limit: float | None = None):
+                 device: torch.device | str | None = None, time_limit: float | None = None,
+                 group: Group = SINGLE):
         self.problem = make_problem(problem)
         self.train_problem = self.problem.for_split("train")
         self.config = config or MetaConfig(**self.problem.training_defaults)
@@ -258,6 +286,11 @@ class MetaTrainer:
         if time_limit is not None:
             check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
+        self.group = group
+        if group.distributed and min(self.config.batch_size, self.config.validation_size) < group.world_size:
+            raise ConfigError(f"{group.world_size} processes split each batch and the validation "
+                              f"set: batch_size ({self.config.batch_size}) and validation_size "
+                              f"({self.config.validation_size}) must be at least that")
         if not getattr(optimizer, "learnable", False):
             raise ConfigError(f"MetaTrainer trains a learned optimizer such as LSTMOptimizer; "
                               f"{type(optimizer).__name__} has no weights φ to meta-train")
@@ -307,6 +340,10 @@ class MetaTrainer:
         if cfg.random_scale > 1:
             optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
                                                         cfg.random_scale, cfg.scale_down))
+        share = self.group.share(cfg.batch_size)
+        if self.group.distributed:
+            optimizee = optimizee.select(share)
+        weight = (share.stop - share.start) / cfg.batch_size  # of this share in the batch's mean
         theta = optimizee.theta0.to(self.device)
         groups = optimizee.coordinate_groups()
         state = self.optimizer.init_state(theta, groups=groups)
@@ -322,17 +359,12 @@ class MetaTrainer:
             meta_loss = objective(trajectory, cfg.horizon)
             if self.imitation is not None:
                 meta_loss = meta_loss + self.imitation(trajectory)
-            self.meta_optimizer.zero_grad(set_to_none=True)
-            applied = False
-            if torch.isfinite(meta_loss):
-                meta_loss.backward()
-                grads = [p.grad for p in self.optimizer.parameters() if p.grad is not None]
-                if all(bool(torch.isfinite(g).all()) for g in grads):
-                    if cfg.clip_grad:
-                        torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
-                    self.meta_optimizer.step()
-                    applied = True
-                self.meta_optimizer.zero_grad(set_to_none=True)
+            if self.group.distributed:
+                applied, value, diverged = self._reduced_update(meta_loss * weight,
+                                                                trajectory.theta)
+            else:
+                applied, value = self._update(meta_loss), meta_loss.item()
+                diverged = not torch.isfinite(trajectory.theta).all()
             if applied:
                 self.skipped_in_a_row = 0
             else:
@@ -345,19 +377,71 @@ class MetaTrainer:
                         "gradient was NaN or infinite (the optimizees diverge, or φ's steps "
                         "overflow); nothing non-finite was saved. Try a smaller meta learning "
                         "rate or output scale, or clip the meta-gradient")
-            meta_losses.append(meta_loss.item())
+            meta_losses.append(value)
             theta, state = trajectory.theta.detach(), detach_state(trajectory.state)
-            if not torch.isfinite(theta).all():
-                break  # the optimizee diverged: no point unrolling further on it
+            if diverged:
+                break  # an optimizee diverged: no point unrolling further on it
         return float(sum(meta_losses) / len(meta_losses))
+
+    def _update(self, meta_loss: Tensor) -> bool:
+        """One meta-update of φ from this process's meta-loss; whether it was applied (not when
+        the meta-loss or its gradient is not finite)."""
+        cfg = self.config
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        applied = False
+        if torch.isfinite(meta_loss):
+            meta_loss.backward()
+            grads = [p.grad for p in self.optimizer.parameters() if p.grad is not None]
+            if all(bool(torch.isfinite(g).all()) for g in grads):
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
+                self.meta_optimizer.step()
+                applied = True
+            self.meta_optimizer.zero_grad(set_to_none=True)
+        return applied
+
+    def _reduced_update(self, meta_loss: Tensor, theta: Tensor) -> tuple[bool, float, bool]:
+        """The meta-update of a process group: this share's weighted meta-loss is differentiated
+        here, and one all-reduce sums the gradients, the meta-loss, which parameters have a
+        gradient, and whether any share's meta-loss is not finite or its optimizees diverged;
+        every process then takes the same decision and the same step. Returns (applied, the
+        batch's meta-loss, diverged)."""
+        cfg = self.config
+        params = list(self.optimizer.parameters())
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(meta_loss))
+        if finite:
+            meta_loss.backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flags = [float(p.grad is not None) for p in params]
+        flags += [float(not finite), float(not torch.isfinite(theta).all())]
+        value = meta_loss.detach().reshape(1).to(params[0].dtype)
+        flat = torch.cat([g.reshape(-1) for g in grads] + [value, value.new_tensor(flags)])
+        self.group.all_reduce(flat)
+        sizes = [p.numel() for p in params]
+        summed = flat[:sum(sizes)].split(sizes)
+        tail = flat[sum(sizes):]
+        has_grad, bad, diverged = tail[1:1 + len(params)], tail[-2].item(), tail[-1].item() > 0
+        applied = bad == 0 and bool(torch.isfinite(flat[:sum(sizes)]).all())
+        if applied:
+            for p, g, has in zip(params, summed, has_grad.tolist()):
+                p.grad = g.view_as(p).clone() if has > 0 else None
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        return applied, tail[0].item(), diverged
 
     def validate(self) -> dict:
         """Figures of the current optimizer on the fixed validation optimizees."""
+        size = self.config.validation_size
         if self._validation_set is None:
-            self._validation_set = self.problem.for_split("val").sample(
-                self.config.validation_size, generator(0, "val"))
-        return validation_loss(self.optimizer, self._validation_set,
-                               self.config.horizon, self.device)
+            optimizees = self.problem.for_split("val").sample(size, generator(0, "val"))
+            if self.group.distributed:
+                optimizees = optimizees.select(self.group.share(size))
+            self._validation_set = optimizees
+        return validation_loss(self.optimizer, self._validation_set, self.config.horizon,
+                               self.device, self.group, size)
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> TrainingResult:
@@ -366,31 +450,37 @@ class MetaTrainer:
         Raises :class:`~l2l.errors.TrainingInterrupted` after saving, on SIGINT or SIGTERM (see
         the module's docstring), and :class:`~l2l.errors.NonFiniteError` when the run goes
         non-finite."""
-        if self.out is not None:
+        self.group.check_same("the problem, settings and starting optimizer", (
+            self.problem.spec(), asdict(self.config), self.optimizer.config(),
+            _weights_digest(self.optimizer), resume))
+        if self.writes:
             checkpoint.remove_stale_temporaries(self.out, RUN_FILES)
         if resume:
             self.load_training_state()
             self.write_log()  # a write killed between last.pt and the logs left them behind
         cfg = self.config
         bar = tqdm(range(self.epoch, cfg.epochs), initial=self.epoch, total=cfg.epochs,
-                   desc=f"meta-training on {self.problem.spec()}", disable=not self.progress,
+                   desc=f"meta-training on {self.problem.spec()}",
+                   disable=not (self.progress and self.group.writes),
                    dynamic_ncols=True)
         started = time.perf_counter()
         # the log's "seconds" count the wall time of every leg of a resumed run
         before = self.log[-1]["seconds"] if self.log else 0.0
         notice = ("l2l: interrupted: finishing this epoch, then saving the training state "
                   "(interrupt again to stop at once)")
+        stopping = False
         try:
             with StopOnSignal(notice) as stop:
                 for epoch in bar:
                     self._epoch(epoch, bar, started, before)
-                    if self.epoch < cfg.epochs and (stop.signal is not None or self._out_of_time):
+                    stopping = self.group.any(stop.signal is not None)  # every process stops
+                    if self.epoch < cfg.epochs and (stopping or self._out_of_time):
                         break
         except KeyboardInterrupt:  # a second signal: last.pt is as it was last saved
             saved = f"; {self.out / 'last.pt'} holds the last saved state" if self.out else ""
             raise TrainingInterrupted(f"meta-training stopped at once{saved}; "
                                       f"{self._resume_hint()}") from None
-        if self.epoch < cfg.epochs and stop.signal is not None:
+        if self.epoch < cfg.epochs and stopping:
             if self._saved_epoch != self.epoch:  # a validated epoch is saved already
                 self.save_training_state()
             where = (f"the training state is saved in {self.out / 'last.pt'}; {self._resume_hint()}"
@@ -427,8 +517,8 @@ class MetaTrainer:
             raise NonFiniteError(f"φ is not finite after epoch {self.epoch} (the meta-updates "
                                  "overflowed); nothing non-finite was saved. Try a smaller meta "
                                  "learning rate, or clip the meta-gradient")
-        self._out_of_time = (self.time_limit is not None
-                             and time.perf_counter() - started > self.time_limit)
+        self._out_of_time = self.group.any(self.time_limit is not None
+                                           and time.perf_counter() - started > self.time_limit)
         validating = (self.epoch % cfg.validate_every == 0 or self.epoch == cfg.epochs
                       or self._out_of_time)
         if validating:
@@ -456,10 +546,16 @@ class MetaTrainer:
             best_epoch=self.best_epoch,
             validation={"select_by": self.config.select_by, "best": self.best_validation,
                         "size": self.config.validation_size},
+            **self.group.provenance(),
         )
 
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (an output folder, and rank 0)."""
+        return self.out is not None and self.group.writes
+
     def save_best(self):
-        if self.out is None:
+        if not self.writes:
             return
         if not all_finite(self.best_state):  # the checks in train() make this unreachable
             raise NonFiniteError("refusing to save non-finite weights as best.pt")
@@ -468,7 +564,8 @@ class MetaTrainer:
         checkpoint.save_optimizer(best, self.out / "best.pt", self.provenance())
 
     def save_training_state(self):
-        if self.out is None:
+        self._saved_epoch = self.epoch
+        if not self.writes:
             return
         if not all_finite(self.optimizer.state_dict()):  # unreachable through train()
             raise NonFiniteError("refusing to save non-finite weights in last.pt")
@@ -489,10 +586,11 @@ class MetaTrainer:
             "skipped_in_a_row": self.skipped_in_a_row,
             "rng": rng,
         }, self.out / "last.pt")
-        self._saved_epoch = self.epoch
         self.write_log()
 
     def write_log(self):
+        if not self.writes:
+            return
         keys = list(dict.fromkeys(k for row in self.log for k in row))
         lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in self.log]
         checkpoint.atomic_write_text("\n".join(lines) + "\n", self.out / "log.csv")
@@ -501,7 +599,36 @@ class MetaTrainer:
 
     def load_training_state(self):
         """Continue from ``OUT/last.pt``; a :class:`~l2l.errors.ConfigError` if there is none,
-        a :class:`~l2l.checkpoint.CheckpointError` if it is damaged."""
+        a :class:`~l2l.checkpoint.CheckpointError` if it is damaged. In a process group rank 0
+        reads it and sends it to the others (whatever number of processes saved it)."""
+        if self.group.distributed:
+            read = None
+            if self.group.writes:
+                try:
+                    read = ("state", self._read_training_state())
+                except L2LError as error:
+                    read = ("error", error)
+            kind, state = self.group.broadcast(read)
+            if kind == "error":
+                raise state
+        else:
+            state = self._read_training_state()
+        self.optimizer.load_state_dict(state["optimizer"]["state_dict"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        self.epoch = state["epoch"]
+        self.best_validation, self.best_epoch = state["best_validation"], state["best_epoch"]
+        self.best_state = state["best_state"]
+        self.log = state["log"]
+        self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
+        self._saved_epoch = self.epoch
+        rng = state.get("rng", {})  # absent from states saved before it was recorded
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def _read_training_state(self) -> dict:
+        """``OUT/last.pt``, checked against this run's problem and settings."""
         path = None if self.out is None else self.out / "last.pt"
         if path is None or not path.exists():
             raise ConfigError(f"cannot resume: no training state at {path}; run without "
@@ -519,17 +646,5 @@ class MetaTrainer:
         if saved != mine:
             diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
             raise ConfigError(f"{path} used different settings (saved, now): {diff}")
-        self.optimizer.load_state_dict(state["optimizer"]["state_dict"])
-        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
-        self.epoch = state["epoch"]
-        self.best_validation, self.best_epoch = state["best_validation"], state["best_epoch"]
-        self.best_state = state["best_state"]
-        self.log = state["log"]
-        self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
-        self._saved_epoch = self.epoch
-        rng = state.get("rng", {})  # absent from states saved before it was recorded
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        return state
 

@@ -135,6 +135,11 @@ class Optimizee:
         as a grid of learning rates, run on the same functions in one batched rollout."""
         raise NotImplementedError(f"{type(self).__name__} cannot repeat itself")
 
+    def select(self, rows: slice) -> Optimizee:
+        """Functions ``rows`` of the B, as an optimizee of their own (same θ0, same data, same
+        minibatches): a process's share of a batch (:mod:`l2l.distributed`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be split across processes")
+
 
 class Scaled(Optimizee):
     """The functions of ``inner`` multiplied by positive factors: f'_b(θ) = c_b·f_b(θ).
@@ -156,6 +161,9 @@ class Scaled(Optimizee):
 
     def metrics(self, theta: Tensor) -> dict[str, Tensor]:
         return self.inner.metrics(theta)
+
+    def select(self, rows: slice) -> Scaled:
+        return Scaled(self.inner.select(rows), self.factors[rows])
 
 
 class Problem:

@@ -86,6 +86,12 @@ class ClassificationOptimizee(Optimizee):
         twin._cached_key, twin._cached_batch = None, None
         return twin
 
+    def select(self, rows: slice) -> ClassificationOptimizee:
+        part = copy.copy(self)
+        part.theta0, part.seeds = self.theta0[rows], self.seeds[rows]
+        part._cached_key, part._cached_batch = None, None
+        return part
+
     # -- the network ------------------------------------------------------------------------
     def inputs(self, examples: Tensor, dtype: torch.dtype) -> Tensor:
         """Stored examples ``[…, *shape]`` as the network's inputs in ``dtype`` (a cast here)."""

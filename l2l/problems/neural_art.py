@@ -265,6 +265,11 @@ class NeuralArtOptimizee(Optimizee):
             {k: v.repeat(copies, 1, 1, 1) for k, v in self.content_targets.items()},
             self.style_grams, self.weights)
 
+    def select(self, rows: slice) -> NeuralArtOptimizee:
+        return NeuralArtOptimizee(
+            self.theta0[rows], self.content[rows], self.network,
+            {k: v[rows] for k, v in self.content_targets.items()}, self.style_grams, self.weights)
+
     def unflatten(self, theta: Tensor) -> Tensor:
         """θ ``[B, 3·H·W]`` as images ``[B, 3, H, W]`` (a view)."""
         return theta.view(theta.shape[0], *self.shape)

@@ -19,6 +19,9 @@ class QuadraticOptimizee(Optimizee):
         return QuadraticOptimizee(self.W.repeat(copies, 1, 1), self.y.repeat(copies, 1),
                                   self.theta0.repeat(copies, 1))
 
+    def select(self, rows: slice) -> QuadraticOptimizee:
+        return QuadraticOptimizee(self.W[rows], self.y[rows], self.theta0[rows])
+
     def loss(self, theta: Tensor, step: int = 0) -> Tensor:  # noqa: ARG002 (deterministic)
         residual = torch.bmm(self.W, theta.unsqueeze(-1)).squeeze(-1) - self.y
         return residual.pow(2).sum(-1)

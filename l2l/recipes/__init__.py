@@ -168,15 +168,21 @@ def check_stage(problem, stage: Stage, overrides: dict | None = None) -> tuple:
 
 def train_stage(problem, stage: Stage, out: Path, *, overrides: dict | None = None,
                 init: str | None = None, resume: bool = False, command: str | None = None,
-                progress: bool = True, device=None, time_limit: float | None = None):
+                progress: bool = True, device=None, time_limit: float | None = None,
+                group=None):
     """Run one stage in ``out``: a fresh optimizer (or the trained one ``init``, a spec such as
     ``lstm:PATH``), its imitation warm start if the stage has one, then meta-training. Returns
-    :class:`~l2l.meta.TrainingResult`; a resumed stage skips the warm start it did already."""
+    :class:`~l2l.meta.TrainingResult`; a resumed stage skips the warm start it did already.
+    In a process ``group`` (:mod:`l2l.distributed`) rank 0 runs the warm start and sends the
+    result to the others, and meta-training is split among them."""
     import json
 
     from .. import checkpoint
+    from ..distributed import SINGLE
     from ..imitation import imitate, make_teacher
     from ..meta import MetaTrainer, fresh_optimizer
+
+    group = group or SINGLE
 
     lstm, meta, warm = check_stage(problem, stage, overrides)
     if init is not None:
@@ -187,18 +193,21 @@ def train_stage(problem, stage: Stage, out: Path, *, overrides: dict | None = No
     origin = init
     if warm.imitate_epochs and not resume:
         teacher = make_teacher(meta.imitate, problem, meta.horizon)
-        log = imitate(problem, optimizer, teacher, epochs=warm.imitate_epochs,
-                      horizon=meta.horizon, unroll=meta.unroll, lr=warm.imitate_lr, seed=meta.seed,
-                      progress=progress, device=device)
         rate = getattr(teacher, "lr", None)
-        record = {"teacher": meta.imitate, "lr": rate, "epochs": warm.imitate_epochs,
-                  "imitate_lr": warm.imitate_lr, "log": log}
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_text(json.dumps(record, indent=1), out / "imitation.json")
-        print(f"imitated {teacher.name}: relative error {log[0]['error']:.4g} (epoch 1) → "
-              f"{log[-1]['error']:.4g} (epoch {len(log)})")
+        if group.writes:
+            log = imitate(problem, optimizer, teacher, epochs=warm.imitate_epochs,
+                          horizon=meta.horizon, unroll=meta.unroll, lr=warm.imitate_lr,
+                          seed=meta.seed, progress=progress, device=device)
+            record = {"teacher": meta.imitate, "lr": rate, "epochs": warm.imitate_epochs,
+                      "imitate_lr": warm.imitate_lr, "log": log}
+            out.mkdir(parents=True, exist_ok=True)
+            checkpoint.atomic_write_text(json.dumps(record, indent=1), out / "imitation.json")
+            print(f"imitated {teacher.name}: relative error {log[0]['error']:.4g} (epoch 1) → "
+                  f"{log[-1]['error']:.4g} (epoch {len(log)})")
+        weights = group.broadcast(checkpoint.cpu_state(optimizer) if group.writes else None)
+        optimizer.load_state_dict(weights)
         origin = (f"{init or 'a fresh optimizer'}, then {warm.imitate_epochs} epochs imitating "
                   f"{meta.imitate} (lr {rate:.3g})")
     trainer = MetaTrainer(problem, optimizer, meta, out=out, command=command, progress=progress,
-                          init=origin, device=device, time_limit=time_limit)
+                          init=origin, device=device, time_limit=time_limit, group=group)
     return trainer.train(resume=resume)
