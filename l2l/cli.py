@@ -52,6 +52,12 @@ def _train(args) -> int:
     if args.init:
         _check_specs([args.init], "--init")
     group, device = _group(args, device)
+    for stage in stages:
+        meta = stage.config(MetaConfig, overrides)
+        if min(meta.batch_size, meta.validation_size) < group.world_size:
+            raise ConfigError(f"{group.world_size} processes split each batch and the validation "
+                              f"set: --batch-size ({meta.batch_size}) and --validation-size "
+                              f"({meta.validation_size}) must be at least that")
     # the folders are rank 0's to check (and clear, with --force); the others follow its answer
     resumes = _on_rank0(group, lambda: {name: _check_folder(folder, args)
                                         for name, folder in folders.items()})
@@ -145,9 +151,12 @@ def _evaluate(args) -> int:
     for step in args.at or ():
         if not 0 <= step <= args.steps:
             raise ConfigError(f"--at {step}: the table has steps 0…{args.steps}")
+    group, device = _group(args, device)
     curves = evaluate(args.problem, args.optimizer, steps=args.steps, runs=args.runs,
                       seed=args.seed, tune_runs=args.tune_runs, batch_size=args.batch_size,
-                      progress=not args.quiet, device=device, retune=args.retune)
+                      progress=not args.quiet, device=device, retune=args.retune, group=group)
+    if not group.writes:  # rank 0 reports and writes every process's results
+        return 0
     marks = sorted({s for s in (1, 20, 100, args.steps, *(args.at or ())) if s <= args.steps})
     print(table(curves, marks))
     for c in curves:
@@ -163,7 +172,7 @@ def _evaluate(args) -> int:
         record = {"problem": make_problem(args.problem).spec(), "steps": args.steps,
                   "runs": args.runs, "seed": args.seed,
                   "results": [c.summary() for c in curves],
-                  "provenance": checkpoint.provenance()}
+                  "provenance": checkpoint.provenance(**group.provenance())}
         checkpoint.atomic_write_text(json.dumps(record, indent=1), args.json)
     if args.plot:
         import matplotlib.pyplot as plt
@@ -203,23 +212,25 @@ def _tune(args) -> int:
             raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     runs = args.runs or tuning.runs
     command = "python -m l2l " + shlex.join(args.argv)
+    group, device = _group(args, device)
+    say = print if group.writes else (lambda *_, **__: None)
     for name in names:
         lr, scores = tune_learning_rate(problem, name, args.steps, runs=runs, grid=args.grid,
                                         refine=args.refine, seed=args.seed,
                                         progress=not args.quiet, device=device,
-                                        tuning=tuning)
+                                        tuning=tuning, group=group)
         if not math.isfinite(scores[lr]):
             raise NonFiniteError(f"{name}: every rate diverged (or overflowed) within "
                                  f"{args.steps} steps: {', '.join(f'{r:.3g}' for r in scores)}; "
                                  "try a --grid of smaller rates")
         cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
-        print(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
+        say(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
               f"optimizees: {cells})", flush=True)
-        if args.store:
+        if args.store and group.writes:
             tuned.store(problem.spec(), name, args.steps, lr, scores, runs, args.seed, command,
-                        path=args.store_path)
+                        path=args.store_path, **group.provenance())
     if args.store:
-        print(f"stored in {args.store_path or tuned.STORE}")
+        say(f"stored in {args.store_path or tuned.STORE}")
     return 0
 
 
@@ -486,7 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--save", help="write the raw curves (every run's losses) here, for "
                                    "l2l.evaluate.load_curves (e.g. a notebook's results/)")
     ev.add_argument("--quiet", action="store_true")
-    ev.add_argument("--device", help="where to run: cpu (default), cuda …")
+    ev.add_argument("--device", help="where to run: cpu (default), cuda … (under torchrun, "
+                                     "cuda is each process's local GPU)")
+    ev.add_argument("--backend", choices=("gloo", "nccl", "mpi"),
+                    help="torch.distributed backend under torchrun (default: gloo on CPU, "
+                         "nccl on CUDA)")
     ev.add_argument("--retune", action="store_true",
                     help="tune baseline rates even where l2l/pretrained/tuned_rates.json has them")
     ev.set_defaults(run=_evaluate)
@@ -505,7 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "problem's; 0: none)")
     tu.add_argument("--tune-batch", type=_positive,
                     help="functions per rollout, rates × optimizees (default: the problem's)")
-    tu.add_argument("--device", help="where to run: cpu (default), cuda …")
+    tu.add_argument("--device", help="where to run: cpu (default), cuda … (under torchrun, "
+                                     "cuda is each process's local GPU)")
+    tu.add_argument("--backend", choices=("gloo", "nccl", "mpi"),
+                    help="torch.distributed backend under torchrun (default: gloo on CPU, "
+                         "nccl on CUDA)")
     tu.add_argument("--store", action="store_true",
                     help="record the rates for evaluate to reuse (l2l/pretrained/tuned_rates.json)")
     tu.add_argument("--store-path", help="another store file")

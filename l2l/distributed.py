@@ -82,17 +82,19 @@ class Group:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
-    def check_same(self, what: str, value) -> None:
-        """Raise :class:`~l2l.errors.ConfigError` on every rank if the ranks' ``value`` differ
-        (e.g. their training settings), naming the first rank that disagrees with rank 0."""
+    def check_same(self, values: dict) -> None:
+        """Raise :class:`~l2l.errors.ConfigError` on every rank if the ranks' ``values`` (name →
+        picklable value, e.g. their training settings) differ, naming what differs and where."""
         if not self.distributed:
             return
-        values = self.gather_objects(pickle.dumps(value))
-        for rank, other in enumerate(values):
-            if other != values[0]:
-                raise ConfigError(f"the processes disagree on {what}: rank {rank} has "
-                                  f"{pickle.loads(other)!r}, rank 0 {pickle.loads(values[0])!r}; "
-                                  "start every process with the same command")
+        everyone = self.gather_objects({k: pickle.dumps(v) for k, v in values.items()})
+        for rank, theirs in enumerate(everyone):
+            differ = [k for k in values if theirs.get(k) != everyone[0].get(k)]
+            if differ:
+                shown = "; ".join(f"{k}: {pickle.loads(theirs[k])!r} on rank {rank}, "
+                                  f"{pickle.loads(everyone[0][k])!r} on rank 0" for k in differ)
+                raise ConfigError(f"the processes disagree on {shown}; start every process "
+                                  "with the same command")
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on some rank (the same answer everywhere)."""

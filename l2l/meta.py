@@ -450,9 +450,10 @@ class MetaTrainer:
         Raises :class:`~l2l.errors.TrainingInterrupted` after saving, on SIGINT or SIGTERM (see
         the module's docstring), and :class:`~l2l.errors.NonFiniteError` when the run goes
         non-finite."""
-        self.group.check_same("the problem, settings and starting optimizer", (
-            self.problem.spec(), asdict(self.config), self.optimizer.config(),
-            _weights_digest(self.optimizer), resume))
+        self.group.check_same({"problem": self.problem.spec(), **asdict(self.config),
+                               "optimizer": self.optimizer.config(),
+                               "starting weights": _weights_digest(self.optimizer),
+                               "resume": resume})
         if self.writes:
             checkpoint.remove_stale_temporaries(self.out, RUN_FILES)
         if resume:
