@@ -225,7 +225,7 @@ def _tune(args) -> int:
                                  "try a --grid of smaller rates")
         cells = "  ".join(f"{r:.3g}: {v:.4g}" for r, v in scores.items())
         say(f"{name:8} best lr {lr:.4g}   (mean loss at step {args.steps} on {runs} validation "
-              f"optimizees: {cells})", flush=True)
+            f"optimizees: {cells})", flush=True)
         if args.store and group.writes:
             tuned.store(problem.spec(), name, args.steps, lr, scores, runs, args.seed, command,
                         path=args.store_path, **group.provenance())

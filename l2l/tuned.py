@@ -49,9 +49,10 @@ def lookup(problem_spec: str, name: str, steps: int, path=None) -> dict | None:
 
 
 def store(problem_spec: str, name: str, steps: int, lr: float, scores: dict, runs: int,
-          seed: int, command: str | None = None, path=None) -> None:
+          seed: int, command: str | None = None, path=None, **provenance) -> None:
     """Add (or replace) one tuned rate, atomically; processes storing at once are serialised by
-    a lock file beside the store, so none loses another's entry. ``path``: default :data:`STORE`."""
+    a lock file beside the store, so none loses another's entry. ``path``: default :data:`STORE`;
+    ``provenance``: more keys for the entry's provenance (e.g. the processes that tuned it)."""
     path = Path(path or STORE)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         if fcntl is not None:
@@ -60,6 +61,6 @@ def store(problem_spec: str, name: str, steps: int, lr: float, scores: dict, run
         record.setdefault(problem_spec, {}).setdefault(name, {})[str(int(steps))] = {
             "lr": lr, "runs": runs, "seed": seed,
             "scores": {f"{r:.6g}": s for r, s in scores.items()},
-            "provenance": checkpoint.provenance(command),
+            "provenance": checkpoint.provenance(command, **provenance),
         }
         checkpoint.atomic_write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", path)
