@@ -171,8 +171,8 @@ class CoordinatewiseLSTM(nn.Module):
                 h, c = lstm_cell(x, h, c, *weights)
             else:
                 if engine == "native" and not _native.available():
-                    raise RuntimeError("the compiled LSTM kernel is not available here (no C "
-                                       "compiler, or L2L_NATIVE=0); use engine='auto'")
+                    raise RuntimeError(f"the compiled LSTM kernel is not available here "
+                                       f"({_native.status()}); use engine='auto'")
                 h, c = fused_lstm_cell(x, h, c, *weights, native=engine != "torch")
             new_state += [h, c]
             x = h
