@@ -11,7 +11,9 @@ vector extensions) and blocked over rows so that the accumulators stay in regist
 works two rows at a time (20 vectors of gate sums, activations applied in registers), the weight
 gradients two input columns at a time over a block's rows (accumulated transposed, [I + H + 1, 4H]),
 and dh four rows at a time (with I = 20, dx and dh together, two rows at a time); other sizes use
-plain loops with fixed trip counts. σ and tanh are a rational function where that is accurate.
+plain loops with fixed trip counts. σ and tanh are a rational function where that is accurate. The
+backward pass flushes subnormal floats to zero in its own threads (x86 FTZ and DAZ), where they
+would cost a microcode assist per operation.
 
 The kernel is plain C (no PyTorch headers, ``lstm_kernel.c`` beside this module, shipped as
 package data), so it compiles in about a second; it is built on first use into ``$L2L_CACHE``
