@@ -53,11 +53,11 @@ def _train(args) -> int:
         _check_specs([args.init], "--init")
     group, device = _group(args, device)
     for stage in stages:
-        meta = stage.config(MetaConfig, overrides)
-        if min(meta.batch_size, meta.validation_size) < group.world_size:
-            raise ConfigError(f"{group.world_size} processes split each batch and the validation "
-                              f"set: --batch-size ({meta.batch_size}) and --validation-size "
-                              f"({meta.validation_size}) must be at least that")
+        sizes = stage.config(MetaConfig, overrides).split_sizes()
+        if min(sizes.values()) < group.world_size:
+            shown = " and ".join(f"--{k.replace('_', '-')} ({v})" for k, v in sizes.items())
+            raise ConfigError(f"{group.world_size} processes split the work: {shown} must each "
+                              "be at least that")
     # the folders are rank 0's to check (and clear, with --force); the others follow its answer
     resumes = _on_rank0(group, lambda: {name: _check_folder(folder, args)
                                         for name, folder in folders.items()})

@@ -52,6 +52,7 @@ from .errors import (
     check_count,
     check_positive,
 )
+from .estimators import PESParticles
 from .objectives import OBJECTIVES, Imitation
 from .optimizers import LSTMOptimizer, detach_state
 from .problems import make_problem
@@ -61,6 +62,10 @@ from .seeding import generator, seed_for
 
 #: mixed into the training seed for random scaling's factors, a stream apart from the optimizees'
 SCALE_STREAM = 0x5CA1ED
+#: mixed into the training seed for PES's perturbations of φ
+PES_STREAM = 0x9E5
+#: meta-gradient estimators (see :class:`MetaConfig`)
+ESTIMATORS = ("tbptt", "pes")
 #: meta-updates skipped in a row (non-finite meta-loss or meta-gradient) before training stops
 MAX_SKIPPED = 5
 #: the files a training writes in its folder
@@ -114,6 +119,12 @@ class MetaConfig:
     random_scale: float = _option(1.0, "multiply each training function by a factor drawn "
                                        "log-uniformly from [1/R, R] (Lv et al. 2017; 1: none)")
     scale_down: bool = _option(False, "draw random scaling's factors from [1/R, 1] only")
+    estimator: str = _option("tbptt", "meta-gradient: tbptt (truncated backpropagation, the "
+                                      "paper) or pes (persistent evolution strategies, unbiased "
+                                      "over the whole horizon, no backward pass; l2l.estimators)",
+                             choices=ESTIMATORS)
+    pes_pairs: int = _option(8, "PES: antithetic pairs of particles per epoch")
+    pes_std: float = _option(0.01, "PES: standard deviation σ of the perturbations of φ")
 
     def __post_init__(self):
         for name in ("horizon", "unroll", "batch_size", "validate_every", "validation_size"):
@@ -145,9 +156,23 @@ class MetaConfig:
             raise ConfigError("imitate_weight needs imitate, the teacher whose steps to imitate")
         if not self.random_scale >= 1:
             raise ConfigError(f"random_scale must be ≥ 1 (1: no scaling), got {self.random_scale}")
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}, "
+                              f"got {self.estimator!r}")
+        check_count("pes_pairs", self.pes_pairs)
+        check_positive("pes_std", self.pes_std)
+        if self.estimator == "pes" and (self.second_order or self.imitate_weight > 0):
+            raise ConfigError("estimator 'pes' differentiates nothing: second_order and the "
+                              "imitation term (imitate_weight) belong to 'tbptt'")
         if self.scale_down and self.random_scale == 1:
             raise ConfigError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
                               "random_scale R > 1")
+
+    def split_sizes(self) -> dict:
+        """What processes split (:mod:`l2l.distributed`): the batch (or PES's pairs, each of
+        which runs the whole batch) and the validation set."""
+        work = ("pes_pairs" if self.estimator == "pes" else "batch_size")
+        return {work: getattr(self, work), "validation_size": self.validation_size}
 
 
 def scale_factors(seed: int, epoch: int, batch_size: int, spread: float,
@@ -287,10 +312,9 @@ class MetaTrainer:
             check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
         self.group = group
-        if group.distributed and min(self.config.batch_size, self.config.validation_size) < group.world_size:
-            raise ConfigError(f"{group.world_size} processes split each batch and the validation "
-                              f"set: batch_size ({self.config.batch_size}) and validation_size "
-                              f"({self.config.validation_size}) must be at least that")
+        if group.distributed and min(self.config.split_sizes()) < group.world_size:
+            raise ConfigError(f"{group.world_size} processes split the work: "
+                              f"{self.config.split_sizes()} must each be at least that")
         if not getattr(optimizer, "learnable", False):
             raise ConfigError(f"MetaTrainer trains a learned optimizer such as LSTMOptimizer; "
                               f"{type(optimizer).__name__} has no weights φ to meta-train")
@@ -336,10 +360,9 @@ class MetaTrainer:
         self.skipped = 0
         for group in self.meta_optimizer.param_groups:
             group["lr"] = self.meta_lr(epoch)
-        optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
-        if cfg.random_scale > 1:
-            optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
-                                                        cfg.random_scale, cfg.scale_down))
+        optimizee = self._sample(epoch)
+        if cfg.estimator == "pes":
+            return self._pes_epoch(epoch, optimizee)
         share = self.group.share(cfg.batch_size)
         if self.group.distributed:
             optimizee = optimizee.select(share)
@@ -365,23 +388,76 @@ class MetaTrainer:
             else:
                 applied, value = self._update(meta_loss), meta_loss.item()
                 diverged = not torch.isfinite(trajectory.theta).all()
-            if applied:
-                self.skipped_in_a_row = 0
-            else:
-                self.skipped += 1
-                self.skipped_in_a_row += 1
-                if self.skipped_in_a_row >= MAX_SKIPPED:
-                    raise NonFiniteError(
-                        f"meta-training stopped in epoch {epoch + 1}: {self.skipped_in_a_row} "
-                        "meta-updates in a row were skipped because the meta-loss or its "
-                        "gradient was NaN or infinite (the optimizees diverge, or φ's steps "
-                        "overflow); nothing non-finite was saved. Try a smaller meta learning "
-                        "rate or output scale, or clip the meta-gradient")
+            self._count(applied, epoch)
             meta_losses.append(value)
             theta, state = trajectory.theta.detach(), detach_state(trajectory.state)
             if diverged:
                 break  # an optimizee diverged: no point unrolling further on it
         return float(sum(meta_losses) / len(meta_losses))
+
+    def _sample(self, epoch: int):
+        """The epoch's batch of training optimizees (randomly scaled if configured)."""
+        cfg = self.config
+        optimizee = self.train_problem.sample(cfg.batch_size, generator(cfg.seed, "train", epoch))
+        if cfg.random_scale > 1:
+            optimizee = Scaled(optimizee, scale_factors(cfg.seed, epoch, cfg.batch_size,
+                                                        cfg.random_scale, cfg.scale_down))
+        return optimizee
+
+    def _pes_epoch(self, epoch: int, optimizee) -> float:
+        """One horizon of PES (:mod:`l2l.estimators`): every truncation, each pair of particles
+        runs with fresh antithetic perturbations of φ, and the estimate (summed over the
+        processes' pairs with one all-reduce) is Adam's gradient."""
+        cfg = self.config
+        params = list(self.optimizer.parameters())
+        dim = sum(p.numel() for p in params)
+        share = self.group.share(cfg.pes_pairs)
+        particles = PESParticles(self.optimizer, optimizee, share.stop - share.start, cfg.pes_std,
+                                 device=self.device)
+        draw = torch.Generator().manual_seed(seed_for(cfg.seed, "train", epoch) ^ PES_STREAM)
+        objective = OBJECTIVES[cfg.objective]
+        meta_losses = []
+        for start in range(0, cfg.horizon, cfg.unroll):
+            noise = torch.randn(cfg.pes_pairs, dim, generator=draw) * cfg.pes_std
+            terms, losses, diverged = particles.step(
+                start, cfg.unroll, noise[share].to(self.device),
+                lambda path: objective(path, cfg.horizon))
+            flat = torch.cat([terms.sum(0).double().cpu(),
+                              torch.tensor([losses.sum().item(), float(diverged)],
+                                           dtype=torch.float64)])
+            self.group.all_reduce(flat)
+            estimate, value = flat[:dim] / cfg.pes_pairs, (flat[dim] / (2 * cfg.pes_pairs)).item()
+            diverged = flat[dim + 1].item() > 0
+            applied = bool(torch.isfinite(estimate).all()) and math.isfinite(value)
+            if applied:
+                offset = 0
+                for p in params:
+                    p.grad = estimate[offset:offset + p.numel()].view_as(p).to(p)
+                    offset += p.numel()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                self.meta_optimizer.step()
+                self.meta_optimizer.zero_grad(set_to_none=True)
+            self._count(applied, epoch)
+            meta_losses.append(value)
+            if diverged:
+                break
+        return float(sum(meta_losses) / len(meta_losses))
+
+    def _count(self, applied: bool, epoch: int) -> None:
+        """Count a skipped meta-update; stop after :data:`MAX_SKIPPED` in a row."""
+        if applied:
+            self.skipped_in_a_row = 0
+            return
+        self.skipped += 1
+        self.skipped_in_a_row += 1
+        if self.skipped_in_a_row >= MAX_SKIPPED:
+            raise NonFiniteError(
+                f"meta-training stopped in epoch {epoch + 1}: {self.skipped_in_a_row} "
+                "meta-updates in a row were skipped because the meta-loss or its "
+                "gradient was NaN or infinite (the optimizees diverge, or φ's steps "
+                "overflow); nothing non-finite was saved. Try a smaller meta learning "
+                "rate or output scale, or clip the meta-gradient")
 
     def _update(self, meta_loss: Tensor) -> bool:
         """One meta-update of φ from this process's meta-loss; whether it was applied (not when
