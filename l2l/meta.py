@@ -312,7 +312,7 @@ class MetaTrainer:
             check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
         self.group = group
-        if group.distributed and min(self.config.split_sizes()) < group.world_size:
+        if group.distributed and min(self.config.split_sizes().values()) < group.world_size:
             raise ConfigError(f"{group.world_size} processes split the work: "
                               f"{self.config.split_sizes()} must each be at least that")
         if not getattr(optimizer, "learnable", False):
