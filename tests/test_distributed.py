@@ -110,3 +110,12 @@ def test_a_batch_smaller_than_the_processes_is_refused_before_any_work(tmp_path)
                     "--horizon", "4", "--unroll", "2", "--quiet", "--out", tmp_path / "run")
     assert done.returncode != 0 and "--batch-size (1) and --validation-size" in done.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_two_processes_split_pes_pairs_and_train_what_one_trains(tmp_path):
+    pes = ["--estimator", "pes", "--pes-pairs", "4", "--pes-std", "0.01", "--epochs", "3"]
+    assert main(["train", *ARGS, *pes, "--out", str(tmp_path / "one")]) == 0
+    done = torchrun("train", *ARGS, *pes, "--out", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch.testing.assert_close(torch.tensor(_validations(tmp_path / "two")),
+                               torch.tensor(_validations(tmp_path / "one")), rtol=1e-5, atol=0)
