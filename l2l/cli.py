@@ -69,7 +69,9 @@ def _train(args) -> int:
             + ", then ".join(f"{s.name} in {folders[s.name]}" for s in stages))
     for stage in stages:
         folder = folders[stage.name]
-        init = args.init if stage.init is None else f"lstm:{folders[stage.init] / 'best.pt'}"
+        # --init starts the one stage that runs; otherwise a stage starts where its recipe says
+        init = (args.init if args.init or stage.init is None
+                else f"lstm:{folders[stage.init] / 'best.pt'}")
         result = train_stage(problem, stage, folder, overrides=overrides, init=init,
                              resume=resumes[stage.name], command=command,
                              progress=not args.quiet, device=device, time_limit=args.time_limit,

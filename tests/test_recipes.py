@@ -92,6 +92,12 @@ def test_a_two_stage_recipe_runs_its_stages_in_order_and_resumes(tmp_path, capsy
     assert main(["train", "--recipe", str(recipe), "--out", str(out), "--quiet", "--resume"]) == 0
     assert (out / "best.pt").read_bytes() == before
     assert "stage second: best validation" in capsys.readouterr().out
+    # with --init only the last stage runs, from the optimizer given
+    again = tmp_path / "again"
+    assert main(["train", "--recipe", str(recipe), "--out", str(again), "--quiet",
+                 "--init", f"lstm:{out / 'first' / 'best.pt'}"]) == 0
+    assert not (again / "first").exists()
+    assert load_optimizer(again / "best.pt").provenance["training"]["meta_lr"] == 0.0001
 
 
 def test_a_family_without_a_recipe_trains_with_the_configs_defaults():
