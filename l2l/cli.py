@@ -150,6 +150,10 @@ def _evaluate(args) -> int:
                              suffixes=PLOT_TYPES if option == "plot" else None)
             checkpoint.remove_stale_temporaries(path.parent, [path.name])  # of a killed write
     _check_specs(args.optimizer)
+    horizon = None
+    if args.beyond:
+        horizon = _training_horizon(args.optimizer)
+        args.steps = args.beyond * horizon
     for step in args.at or ():
         if not 0 <= step <= args.steps:
             raise ConfigError(f"--at {step}: the table has steps 0…{args.steps}")
@@ -159,7 +163,8 @@ def _evaluate(args) -> int:
                       progress=not args.quiet, device=device, retune=args.retune, group=group)
     if not group.writes:  # rank 0 reports and writes every process's results
         return 0
-    marks = sorted({s for s in (1, 20, 100, args.steps, *(args.at or ())) if s <= args.steps})
+    marks = sorted({s for s in (1, 20, 100, horizon or 1, args.steps, *(args.at or ()))
+                    if s <= args.steps})
     print(table(curves, marks))
     for c in curves:
         if c.metrics:
@@ -172,7 +177,7 @@ def _evaluate(args) -> int:
         from .problems import make_problem
 
         record = {"problem": make_problem(args.problem).spec(), "steps": args.steps,
-                  "runs": args.runs, "seed": args.seed,
+                  "runs": args.runs, "seed": args.seed, "training_horizon": horizon,
                   "results": [c.summary() for c in curves],
                   "provenance": checkpoint.provenance(**group.provenance())}
         checkpoint.atomic_write_text(json.dumps(record, indent=1), args.json)
@@ -181,6 +186,10 @@ def _evaluate(args) -> int:
 
         fig, ax = plt.subplots(figsize=(5, 4))
         plot_curves(curves, ax, title=args.problem)
+        if horizon:
+            ax.axvline(horizon, color="0.5", linestyle=":", linewidth=1)
+            ax.annotate(" training horizon", (horizon, 1), xycoords=("data", "axes fraction"),
+                        va="top", fontsize=8, color="0.4")
         fig.tight_layout()
         plot = Path(args.plot).expanduser()
         try:
@@ -189,6 +198,26 @@ def _evaluate(args) -> int:
         except OSError as error:
             raise OutputError(f"cannot write {plot}: {error.strerror or error}") from None
     return 0
+
+
+def _training_horizon(specs) -> int:
+    """The horizon the learned optimizers among ``specs`` were meta-trained for (from their
+    provenance), for ``evaluate --beyond K``; an error if there is none or they differ."""
+    from .optimizers import BASELINES
+
+    horizons = {}
+    for spec in specs:
+        if spec.partition(":")[0] not in BASELINES:
+            training = checkpoint.load_optimizer(spec).provenance.get("training") or {}
+            if "horizon" in training:
+                horizons[spec] = int(training["horizon"])
+    if not horizons:
+        raise ConfigError("--beyond K runs K times a learned optimizer's training horizon; give "
+                          "one whose provenance records it (pretrained:NAME or lstm:PATH)")
+    if len(set(horizons.values())) > 1:
+        raise ConfigError("--beyond K needs one training horizon, and these differ: "
+                          + ", ".join(f"{k} {v}" for k, v in horizons.items()) + "; use --steps")
+    return next(iter(horizons.values()))
 
 
 def _tune(args) -> int:
@@ -487,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--optimizer", action="append", required=True, metavar="SPEC",
                     help="pretrained:NAME, lstm:PATH, sgd|rmsprop|adam|nag (tuned) or adam:0.01")
     ev.add_argument("--steps", type=_positive, default=100)
+    ev.add_argument("--beyond", type=_positive, metavar="K",
+                    help="run K times the learned optimizer's training horizon instead of --steps "
+                         "(baselines tuned for the whole length; the plot marks the horizon)")
     ev.add_argument("--runs", type=_positive, default=100)
     ev.add_argument("--seed", type=_seed, default=0)
     ev.add_argument("--tune-runs", type=_positive,

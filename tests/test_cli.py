@@ -371,3 +371,16 @@ def test_a_failed_allocation_is_one_line_and_a_bug_keeps_its_traceback(capsys, m
     monkeypatch.setattr(module, "evaluate", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(EVAL)
+
+
+def test_evaluate_beyond_runs_a_multiple_of_the_training_horizon(capsys, tmp_path):
+    out = tmp_path / "beyond.json"
+    code, text, _ = run(capsys, "evaluate", "quadratic:dim=2", "--optimizer", "pretrained:quadratic",
+                        "--optimizer", "adam:0.1", "--beyond", "2", "--runs", "2", "--quiet",
+                        "--json", str(out), "--plot", str(tmp_path / "beyond.png"))
+    record = json.loads(out.read_text())
+    assert code == 0 and record["steps"] == 200 and record["training_horizon"] == 100
+    assert "step 100" in text and "step 200" in text  # the horizon and the end in the table
+    code, _, err = run(capsys, "evaluate", "quadratic:dim=2", "--optimizer", "adam:0.1",
+                       "--beyond", "2", "--quiet")
+    assert code == 2 and "learned optimizer's training horizon" in err
