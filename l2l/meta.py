@@ -64,6 +64,10 @@ from .seeding import generator, seed_for
 SCALE_STREAM = 0x5CA1ED
 #: mixed into the training seed for PES's perturbations of φ
 PES_STREAM = 0x9E5
+#: mixed into the training seed for random horizon lengths
+HORIZON_STREAM = 0x40121
+#: how the training horizon varies over epochs (see :class:`MetaConfig`)
+HORIZON_SCHEDULES = ("fixed", "growing", "random")
 #: meta-gradient estimators (see :class:`MetaConfig`)
 ESTIMATORS = ("tbptt", "pes")
 #: meta-updates skipped in a row (non-finite meta-loss or meta-gradient) before training stops
@@ -125,6 +129,11 @@ class MetaConfig:
                              choices=ESTIMATORS)
     pes_pairs: int = _option(8, "PES: antithetic pairs of particles per epoch")
     pes_std: float = _option(0.01, "PES: standard deviation σ of the perturbations of φ")
+    horizon_schedule: str = _option(
+        "fixed", "training horizons: fixed, growing (from one unroll to the horizon over the "
+                 "epochs, a curriculum as in Chen et al. 2020) or random (a multiple of the "
+                 "unroll drawn uniformly up to the horizon, each epoch); validation always runs "
+                 "the whole horizon", choices=HORIZON_SCHEDULES)
 
     def __post_init__(self):
         for name in ("horizon", "unroll", "batch_size", "validate_every", "validation_size"):
@@ -164,9 +173,23 @@ class MetaConfig:
         if self.estimator == "pes" and (self.second_order or self.imitate_weight > 0):
             raise ConfigError("estimator 'pes' differentiates nothing: second_order and the "
                               "imitation term (imitate_weight) belong to 'tbptt'")
+        if self.horizon_schedule not in HORIZON_SCHEDULES:
+            raise ConfigError(f"horizon_schedule must be one of {', '.join(HORIZON_SCHEDULES)}, "
+                              f"got {self.horizon_schedule!r}")
         if self.scale_down and self.random_scale == 1:
             raise ConfigError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
                               "random_scale R > 1")
+
+    def horizon_at(self, epoch: int) -> int:
+        """The training horizon of ``epoch`` (0-based): a multiple of ``unroll``, at most
+        ``horizon`` (see ``horizon_schedule``)."""
+        truncations = self.horizon // self.unroll
+        if self.horizon_schedule == "growing":
+            return self.unroll * max(1, math.ceil(truncations * (epoch + 1) / max(1, self.epochs)))
+        if self.horizon_schedule == "random":
+            draw = torch.Generator().manual_seed(seed_for(self.seed, "train", epoch) ^ HORIZON_STREAM)
+            return self.unroll * int(torch.randint(1, truncations + 1, (1,), generator=draw))
+        return self.horizon
 
     def split_sizes(self) -> dict:
         """What processes split (:mod:`l2l.distributed`): the batch (or PES's pairs, each of
@@ -376,7 +399,7 @@ class MetaTrainer:
             self.imitation.start(theta, groups)
             record = record | self.imitation.needs
         meta_losses = []
-        for start in range(0, cfg.horizon, cfg.unroll):
+        for start in range(0, cfg.horizon_at(epoch), cfg.unroll):
             trajectory = unroll(optimizee, self.optimizer, theta, state, start, cfg.unroll,
                                 second_order=cfg.second_order, record=record)
             meta_loss = objective(trajectory, cfg.horizon)
@@ -417,7 +440,7 @@ class MetaTrainer:
         draw = torch.Generator().manual_seed(seed_for(cfg.seed, "train", epoch) ^ PES_STREAM)
         objective = OBJECTIVES[cfg.objective]
         meta_losses = []
-        for start in range(0, cfg.horizon, cfg.unroll):
+        for start in range(0, cfg.horizon_at(epoch), cfg.unroll):
             noise = torch.randn(cfg.pes_pairs, dim, generator=draw) * cfg.pes_std
             terms, losses, diverged = particles.step(
                 start, cfg.unroll, noise[share].to(self.device),

@@ -379,3 +379,21 @@ def test_evaluate_and_tuning_check_their_counts_and_rates():
             evaluate("quadratic", [spec], steps=2, runs=2, progress=False)
     with pytest.raises(ConfigError, match="steps"):
         tune_learning_rate("quadratic", "sgd", steps=-3)
+
+
+def test_horizon_schedules_grow_or_draw_multiples_of_the_unroll():
+    growing = _config(epochs=4, horizon=20, unroll=5, horizon_schedule="growing")
+    assert [growing.horizon_at(e) for e in range(4)] == [5, 10, 15, 20]
+    random = _config(epochs=50, horizon=20, unroll=5, horizon_schedule="random")
+    drawn = [random.horizon_at(e) for e in range(50)]
+    assert set(drawn) == {5, 10, 15, 20} and drawn == [random.horizon_at(e) for e in range(50)]
+    assert _config(horizon=20, unroll=5).horizon_at(3) == 20
+    trainer = MetaTrainer("quadratic:dim=3", config=growing, progress=False)
+    seen = []
+    real = trainer._count
+    trainer._count = lambda applied, epoch: seen.append(epoch) or real(applied, epoch)
+    for epoch in range(4):
+        trainer.train_epoch(epoch)
+    assert [seen.count(e) for e in range(4)] == [1, 2, 3, 4]  # one meta-update per truncation
+    with pytest.raises(ValueError, match="horizon_schedule"):
+        _config(horizon_schedule="shrinking")
