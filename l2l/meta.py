@@ -6,6 +6,11 @@ over the batch; w_t = 1 as in the paper) is backpropagated into φ and Adam upda
 the optimizer state are detached, so nothing from an earlier truncation stays in the graph and
 memory does not grow with the horizon.
 
+That is the paper's estimator of the meta-gradient (``estimator="tbptt"``); ``"pes"`` estimates it
+instead with persistent evolution strategies (:mod:`l2l.estimators`), unbiased over the whole
+horizon. The horizon can grow or vary over epochs (``horizon_schedule``), and the work can be
+split over processes under torchrun (:mod:`l2l.distributed`).
+
 Every ``validate_every`` epochs the optimizer is frozen and run on a fixed set of validation
 optimizees; the best one so far is kept (early stopping, Section 3). Training state is written
 atomically to ``OUT/last.pt`` and the best optimizer to ``OUT/best.pt``; ``resume=True`` continues
