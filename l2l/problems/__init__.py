@@ -7,10 +7,11 @@ from .classification import Classification, ClassificationOptimizee
 from .mnist import Mnist, MnistOptimizee
 from .neural_art import NeuralArt, NeuralArtOptimizee
 from .quadratic import Quadratic, QuadraticOptimizee
+from .tasks import Tasks
 
 #: problem families by command-line name: a new family is a module here and one entry below
 PROBLEMS = {Quadratic.name: Quadratic, Mnist.name: Mnist, Cifar10.name: Cifar10,
-            NeuralArt.name: NeuralArt}
+            NeuralArt.name: NeuralArt, Tasks.name: Tasks}
 
 
 def make_problem(spec: "str | Problem") -> Problem:
@@ -19,5 +20,5 @@ def make_problem(spec: "str | Problem") -> Problem:
 
 
 __all__ = ["Optimizee", "Problem", "Classification", "ClassificationOptimizee", "Quadratic",
-           "QuadraticOptimizee", "Mnist", "MnistOptimizee", "Cifar10", "Cifar10Optimizee",
+           "QuadraticOptimizee", "Tasks", "Mnist", "MnistOptimizee", "Cifar10", "Cifar10Optimizee",
            "NeuralArt", "NeuralArtOptimizee", "PROBLEMS", "group_coordinates", "make_problem"]

@@ -1,0 +1,51 @@
+"""The task family: valid tasks of the declared shapes, drawn reproducibly, usable by a
+meta-training."""
+
+import pytest
+import torch
+
+from l2l.errors import ConfigError
+from l2l.meta import MetaConfig, MetaTrainer
+from l2l.problems import make_problem
+from l2l.problems.base import Scaled
+
+
+def test_tasks_are_valid_reproducible_and_varied(mnist_dir):
+    family = make_problem("tasks:families=mnist+quadratic,widths=5-12,depths=1-2")
+    specs = set()
+    for seed in range(12):
+        optimizee = family.sample(3, torch.Generator().manual_seed(seed))
+        task = family.task(torch.Generator().manual_seed(seed))
+        specs.add(task.spec())
+        again = family.sample(3, torch.Generator().manual_seed(seed))
+        assert isinstance(optimizee, Scaled) and optimizee.theta0.shape[0] == 3
+        n = optimizee.theta0.shape[1]
+        assert n == task.sample(1, torch.Generator().manual_seed(0)).theta0.shape[1]
+        loss = optimizee.loss(optimizee.theta0, 0)
+        assert loss.shape == (3,) and torch.isfinite(loss).all()
+        torch.testing.assert_close(loss, again.loss(again.theta0, 0))  # the same task and data
+        factors = optimizee.factors
+        assert (factors >= 0.1 - 1e-6).all() and (factors <= 10 + 1e-5).all()
+    assert any(s.startswith("mnist") for s in specs) and any(s.startswith("quadratic") for s in specs)
+    assert len(specs) >= 6  # widths, depths, activations and dimensions vary
+    assert make_problem(family.spec()).spec() == family.spec()
+
+
+def test_a_meta_training_epoch_runs_on_changing_tasks(mnist_dir):
+    config = MetaConfig(epochs=2, batch_size=1, horizon=4, unroll=2, validate_every=2,
+                        validation_size=1)
+    trainer = MetaTrainer("tasks:families=mnist+quadratic,widths=5-8", config=config,
+                          progress=False)
+    result = trainer.train()
+    assert all(torch.isfinite(torch.tensor(row["meta_loss"])) for row in result.log)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tasks:families=mnist+svhn", "svhn is not one of"),
+    ("tasks:widths=40-10", "LOW ≤ HIGH"),
+    ("tasks:activations=swish", "swish is not one of"),
+    ("tasks:loss_scale=0.5", "loss_scale must be"),
+])
+def test_bad_task_options_are_refused(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        make_problem(spec)
