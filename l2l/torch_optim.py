@@ -22,6 +22,7 @@ the rule itself (class, config, weights φ), so loading it resumes exactly the s
 from __future__ import annotations
 
 import os
+import warnings
 from itertools import chain
 
 import torch
@@ -149,7 +150,26 @@ class LearnedOptimizer(torch.optim.Optimizer):
             return loss
         for group, params in work:
             self._step_group(group, params)
+        self._warn_past_horizon()
         return loss
+
+    def training_horizon(self) -> int | None:
+        """The horizon the rule was meta-trained for (from its provenance), if it records one."""
+        training = (getattr(self.rule, "provenance", None) or {}).get("training") or {}
+        horizon = training.get("horizon")
+        return int(horizon) if horizon else None
+
+    def _warn_past_horizon(self) -> None:
+        """Say once, when the run takes more steps than the rule was meta-trained for."""
+        horizon = self.training_horizon()
+        if horizon is None or getattr(self, "_warned_horizon", False):
+            return
+        steps = max((s.get("step", 0) for s in self.state.values()), default=0)
+        if steps > horizon:
+            self._warned_horizon = True
+            warnings.warn(f"LearnedOptimizer: step {steps} is past the {horizon}-step horizon "
+                          "this optimizer was meta-trained for; learned optimizers can stall or "
+                          "diverge beyond it, so watch the loss", RuntimeWarning, stacklevel=3)
 
     def _step_group(self, group: dict, params: list[Tensor]) -> None:
         rule = self._rule_for(group)

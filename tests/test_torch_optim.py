@@ -287,3 +287,21 @@ def test_rule_with_adam_inputs_keeps_its_moments_per_parameter():
     ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     torch.testing.assert_close(ours, theta[0], rtol=0, atol=1e-6)
     assert opt.state[next(model.parameters())]["lstm"][0].shape == (4 * 1 * 9,)
+
+
+def test_a_run_past_the_training_horizon_is_said_once():
+    import warnings
+
+    from l2l import LearnedOptimizer
+
+    model = torch.nn.Linear(3, 1)
+    opt = LearnedOptimizer(model.parameters(), optimizer="pretrained:quadratic")
+    assert opt.training_horizon() == 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(103):
+            opt.zero_grad()
+            model(torch.ones(2, 3)).pow(2).mean().backward()
+            opt.step()
+    said = [w for w in caught if "past the 100-step horizon" in str(w.message)]
+    assert len(said) == 1 and "step 101" in str(said[0].message)
