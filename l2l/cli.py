@@ -32,7 +32,14 @@ def _settings(args) -> dict:
 def _train(args) -> int:
     from .memory import retain_freed_memory
     from .problems import make_problem
-    from .recipes import check_stage, load_recipe, recipe_for, train_stage
+    from .recipes import (
+        check_stage,
+        load_recipe,
+        recipe_for,
+        stage_folders,
+        stage_start,
+        train_stage,
+    )
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     if args.problem is None and recipe is None:
@@ -45,19 +52,14 @@ def _train(args) -> int:
         _check_specs([overrides["imitate"]], "--imitate", baselines_only=True)
     stages = recipe.stages if args.init is None else recipe.stages[-1:]
     out = _writable(args.out or f"runs/{args.recipe or problem.name}", "--out", folder=True)
-    folders = {stage.name: out / stage.name for stage in stages[:-1]}
-    folders[stages[-1].name] = out
+    folders = stage_folders(stages, out)
     for stage in stages:  # every setting and folder checked before any work
         check_stage(problem, stage, overrides)
     if args.init:
         _check_specs([args.init], "--init")
     group, device = _group(args, device)
-    for stage in stages:
-        sizes = stage.config(MetaConfig, overrides).split_sizes()
-        if min(sizes.values()) < group.world_size:
-            shown = " and ".join(f"--{k.replace('_', '-')} ({v})" for k, v in sizes.items())
-            raise ConfigError(f"{group.world_size} processes split the work: {shown} must each "
-                              "be at least that")
+    for stage in stages:  # before any stage's warm start
+        stage.config(MetaConfig, overrides).check_split(group.world_size)
     # the folders are rank 0's to check (and clear, with --force); the others follow its answer
     resumes = _on_rank0(group, lambda: {name: _check_folder(folder, args)
                                         for name, folder in folders.items()})
@@ -69,10 +71,8 @@ def _train(args) -> int:
             + ", then ".join(f"{s.name} in {folders[s.name]}" for s in stages))
     for stage in stages:
         folder = folders[stage.name]
-        # --init starts the one stage that runs; otherwise a stage starts where its recipe says
-        init = (args.init if args.init or stage.init is None
-                else f"lstm:{folders[stage.init] / 'best.pt'}")
-        result = train_stage(problem, stage, folder, overrides=overrides, init=init,
+        result = train_stage(problem, stage, folder, overrides=overrides,
+                             init=stage_start(stage, folders, args.init),
                              resume=resumes[stage.name], command=command,
                              progress=not args.quiet, device=device, time_limit=args.time_limit,
                              group=group)

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .evaluate import Curve, evaluate
 from .plotting import plot_curves
 from .problems import make_problem
-from .recipes import recipe_for, train_stage
+from .recipes import recipe_for, stage_folders, stage_start, train_stage
 
 BASELINE_SPECS = ("sgd", "rmsprop", "adam", "nag")
 
@@ -98,15 +98,14 @@ def train_for_figure(spec: FigureSpec, out: Path, quick: bool, progress: bool = 
     problem = make_problem(spec.problem)
     recipe = recipe_for(problem)
     quick_settings = {"epochs": 10, "validate_every": 5, "validation_size": 16}
-    folders = {stage.name: out / stage.name for stage in recipe.stages[:-1]}
-    folders[recipe.final().name] = out
+    folders = stage_folders(recipe.stages, out)
     for stage in recipe.stages:
         overrides = dict(quick_settings)
         if quick and stage.settings.get("imitate_epochs"):
             overrides["imitate_epochs"] = 2
-        init = None if stage.init is None else f"lstm:{folders[stage.init] / 'best.pt'}"
         result = train_stage(problem, stage, folders[stage.name],
-                             overrides=overrides if quick else None, init=init, progress=progress)
+                             overrides=overrides if quick else None,
+                             init=stage_start(stage, folders), progress=progress)
     return result.optimizer
 
 

@@ -196,11 +196,15 @@ class MetaConfig:
             return self.unroll * int(torch.randint(1, truncations + 1, (1,), generator=draw))
         return self.horizon
 
-    def split_sizes(self) -> dict:
-        """What processes split (:mod:`l2l.distributed`): the batch (or PES's pairs, each of
-        which runs the whole batch) and the validation set."""
+    def check_split(self, processes: int) -> None:
+        """Refuse work that ``processes`` cannot split (:mod:`l2l.distributed`): the batch (or
+        PES's pairs, each of which runs the whole batch) and the validation set."""
         work = ("pes_pairs" if self.estimator == "pes" else "batch_size")
-        return {work: getattr(self, work), "validation_size": self.validation_size}
+        sizes = {work: getattr(self, work), "validation_size": self.validation_size}
+        if min(sizes.values()) < processes:
+            shown = " and ".join(f"--{k.replace('_', '-')} ({v})" for k, v in sizes.items())
+            raise ConfigError(f"{processes} processes split the work: {shown} must each be at "
+                              "least that")
 
 
 def scale_factors(seed: int, epoch: int, batch_size: int, spread: float,
@@ -340,9 +344,7 @@ class MetaTrainer:
             check_positive("time_limit (seconds; None: no limit)", time_limit, inclusive=True)
         self.time_limit = time_limit
         self.group = group
-        if group.distributed and min(self.config.split_sizes().values()) < group.world_size:
-            raise ConfigError(f"{group.world_size} processes split the work: "
-                              f"{self.config.split_sizes()} must each be at least that")
+        self.config.check_split(group.world_size)
         if not getattr(optimizer, "learnable", False):
             raise ConfigError(f"MetaTrainer trains a learned optimizer such as LSTMOptimizer; "
                               f"{type(optimizer).__name__} has no weights φ to meta-train")

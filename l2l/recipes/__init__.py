@@ -69,6 +69,21 @@ class Recipe:
         return self.stages[-1]
 
 
+def stage_folders(stages, out: Path) -> dict[str, Path]:
+    """Where each stage runs: the last in ``out``, earlier ones in ``out/STAGE``."""
+    folders = {stage.name: out / stage.name for stage in stages[:-1]}
+    folders[stages[-1].name] = out
+    return folders
+
+
+def stage_start(stage: Stage, folders: dict[str, Path], init: str | None = None) -> str | None:
+    """The optimizer a stage starts from: ``init`` if given (it then runs alone), else its
+    recipe's earlier stage's best.pt, else None (a fresh optimizer)."""
+    if init is not None or stage.init is None:
+        return init
+    return f"lstm:{folders[stage.init] / 'best.pt'}"
+
+
 def list_recipes() -> list[str]:
     """The names of the shipped recipes."""
     return sorted(p.stem for p in HERE.glob("*.toml"))
