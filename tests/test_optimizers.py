@@ -172,3 +172,60 @@ def test_adam_inputs_are_adams_normalised_moments():
         assert update.shape == (2, 5) and len(state) == 3 + 4
         torch.testing.assert_close(state[0].double(), moments[0], rtol=1e-5, atol=0)
         state = tuple(x.double() for x in state)
+
+
+def _relative_rule(**options):
+    torch.manual_seed(0)
+    return LSTMOptimizer(relative=True, hidden_size=6, num_layers=1, output_scale=0.01, **options)
+
+
+def test_relative_rule_starts_as_adam():
+    """Before meta-training the relative rule is Adam with learning rate output_scale."""
+    rule, adam = _relative_rule(), Adam(lr=0.01)
+    theta = torch.randn(3, 40)
+    s_rule, s_adam = rule.init_state(theta), adam.init_state(theta)
+    for t in range(6):
+        grad = torch.randn(3, 40) * 10.0 ** (t - 3)
+        u_rule, s_rule = rule(grad, s_rule)
+        u_adam, s_adam = adam(grad, s_adam)
+        torch.testing.assert_close(u_rule, u_adam)
+
+
+def test_relative_rule_ignores_the_loss_scale_and_bounds_its_steps():
+    """Trained or not, rescaling the loss (hence every gradient) by c > 0 leaves the updates
+    unchanged (up to Adam's ε), and no coordinate moves more than
+    e^{s+2}·output_scale·(|m̂| + |∇|)/(√v̂ + ε)."""
+    rule = _relative_rule()
+    with torch.no_grad():
+        for p in rule.net.parameters():
+            p.normal_(0, 3.0)
+        rule.log_step.fill_(0.5)
+    grads = [torch.randn(2, 30) for _ in range(8)]
+    runs = []
+    for c in (1.0, 1e3, 1e-2):
+        state, updates = rule.init_state(torch.zeros(2, 30)), []
+        for g in grads:
+            extra, _ = rule.moments(c * g, state[:3])
+            u, state = rule(c * g, state)
+            bound = math.exp(0.5 + 2) * 0.01 * extra.abs().sum(-1)
+            assert (u.abs() <= bound * (1 + 1e-5)).all()
+            updates.append(u)
+        runs.append(torch.stack(updates))
+    torch.testing.assert_close(runs[1], runs[0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(runs[2], runs[0], rtol=1e-3, atol=1e-5)
+
+
+def test_relative_rule_config_round_trip_and_refuses_other_inputs():
+    from l2l.errors import ConfigError
+
+    rule = _relative_rule()
+    copy = LSTMOptimizer(**rule.config())
+    copy.load_state_dict(rule.state_dict())
+    assert rule.config()["relative"] is True
+    theta = torch.randn(2, 5)
+    grad = torch.randn(2, 5)
+    torch.testing.assert_close(copy(grad, copy.init_state(theta))[0],
+                               rule(grad, rule.init_state(theta))[0])
+    for bad in ({"adam_inputs": True}, {"groups": ("conv", "other")}):
+        with pytest.raises(ConfigError, match="relative"):
+            LSTMOptimizer(relative=True, **bad)

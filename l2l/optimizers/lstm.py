@@ -137,7 +137,7 @@ class CoordinatewiseLSTM(nn.Module):
     """
 
     def __init__(self, input_size: int = 2, hidden_size: int = 20, num_layers: int = 2,
-                 engine: str | None = None):
+                 engine: str | None = None, outputs: int = 1):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ConfigError(f"need hidden_size ≥ 1 and num_layers ≥ 1, got {hidden_size}, {num_layers}")
@@ -154,7 +154,7 @@ class CoordinatewiseLSTM(nn.Module):
         self.w_ih = nn.ParameterList([uniform(4 * hidden_size, s) for s in sizes])
         self.w_hh = nn.ParameterList([uniform(4 * hidden_size, hidden_size) for _ in sizes])
         self.bias = nn.ParameterList([uniform(4 * hidden_size) for _ in sizes])
-        self.readout = nn.Linear(hidden_size, 1)
+        self.readout = nn.Linear(hidden_size, outputs)
 
     def init_state(self, num_rows: int, like: Tensor) -> State:
         """Zero state for ``num_rows`` coordinates: ``2·num_layers`` tensors ``[N, H]``."""
@@ -176,7 +176,8 @@ class CoordinatewiseLSTM(nn.Module):
                 h, c = fused_lstm_cell(x, h, c, *weights, native=engine != "torch")
             new_state += [h, c]
             x = h
-        return self.readout(x).squeeze(-1), tuple(new_state)
+        out = self.readout(x)
+        return (out.squeeze(-1) if out.shape[-1] == 1 else out), tuple(new_state)
 
 
 @dataclass
@@ -195,6 +196,9 @@ class LSTMConfig:
     groups: tuple[str, ...] | None = field(default=None, metadata={"cli": False})
     adam_inputs: bool = field(default=False, metadata={
         "help": "also feed each coordinate Adam's normalised moments (not in the paper)"})
+    relative: bool = field(default=False, metadata={
+        "help": "scale-free rule (not in the paper): the LSTM sees only Adam's normalised "
+                "moments and scales and steers Adam's step of size output_scale"})
 
     def __post_init__(self):
         check_count("hidden_size", self.hidden_size)
@@ -205,6 +209,9 @@ class LSTMConfig:
             self.groups = tuple(self.groups)
             if not self.groups or len(set(self.groups)) != len(self.groups):
                 raise ConfigError(f"groups must be distinct names, got {list(self.groups)!r}")
+        if self.relative and (self.groups is not None or self.adam_inputs):
+            raise ConfigError("relative takes Adam's moments as its only inputs and has one LSTM: "
+                              "drop groups and adam_inputs")
 
 
 class LSTMOptimizer(Optimizer):
@@ -225,6 +232,15 @@ class LSTMOptimizer(Optimizer):
             ∇/(√v̂ + ε) (β1 0.9, β2 0.999, ε 1e-8), beside the encoded gradient: 4 inputs instead
             of 2. Not in the paper: relative inputs of this kind are what RNNprop (Lv et al.
             2017) and Chen et al. (2020) found to fix the paper's weak late phase.
+        relative: a scale-free rule built on Adam (not in the paper; for models the optimizer
+            was not meta-trained on). The LSTM's only inputs are Adam's normalised moments
+            m̂/(√v̂ + ε) and ∇/(√v̂ + ε), which do not change when the loss is rescaled, and its two
+            outputs (a, b) per coordinate scale and steer Adam's step:
+            g = −output_scale · e^s · e^{2·tanh a} · (m̂ + tanh(b)·∇)/(√v̂ + ε), with s one learned
+            number. The read-out starts at zero, so before meta-training the rule is Adam with
+            learning rate output_scale; afterwards the LSTM can make a coordinate's step at
+            most e² ≈ 7.4 times larger or smaller than e^s times Adam's, and steer it by at most
+            one normalised gradient ∇/(√v̂ + ε).
 
     ``engine`` says how the LSTM step is computed (see :data:`ENGINES`); it is not part of the
     config, since every engine computes the same function. Change it later with
@@ -248,8 +264,14 @@ class LSTMOptimizer(Optimizer):
         self.hidden_size, self.num_layers = config.hidden_size, config.num_layers
         self.preprocess, self.p, self.output_scale = config.preprocess, config.p, config.output_scale
         self.adam_inputs, self.groups = config.adam_inputs, config.groups
+        self.relative = config.relative
         inputs = (2 if self.preprocess else 1) + (2 if self.adam_inputs else 0)
-        if self.groups is None:
+        if self.relative:
+            self.net = CoordinatewiseLSTM(2, self.hidden_size, self.num_layers, engine, outputs=2)
+            nn.init.zeros_(self.net.readout.weight)
+            nn.init.zeros_(self.net.readout.bias)
+            self.log_step = nn.Parameter(torch.zeros(()))
+        elif self.groups is None:
             self.net = CoordinatewiseLSTM(inputs, self.hidden_size, self.num_layers, engine)
         else:
             self.nets = nn.ModuleDict({g: CoordinatewiseLSTM(inputs, self.hidden_size,
@@ -283,7 +305,7 @@ class LSTMOptimizer(Optimizer):
     def init_state(self, theta: Tensor, groups=None) -> State:
         """Zero state for θ ``[B, n]``; ``groups`` (name → indices ``[n_g]``) is needed with groups."""
         moments = ()
-        if self.adam_inputs:
+        if self.adam_inputs or self.relative:
             zeros = theta.new_zeros(theta.numel())
             moments = (zeros, zeros.clone(), zeros.clone())
         return moments + self._lstm_state(theta, groups)
@@ -327,6 +349,8 @@ class LSTMOptimizer(Optimizer):
         return extra.view(*grad.shape, 2), (m, v, t)
 
     def forward(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        if self.relative:
+            return self._relative_step(grad, state)
         extra, adam_state, scale = None, (), self.output_scale
         if self.adam_inputs:
             extra, adam_state = self.moments(grad, state[:3])
@@ -350,6 +374,15 @@ class LSTMOptimizer(Optimizer):
             new_state += [index, *group_state]
         return scale * update, adam_state + tuple(new_state)
 
+    def _relative_step(self, grad: Tensor, state: State) -> tuple[Tensor, State]:
+        """The ``relative`` rule: Adam's step, scaled and steered per coordinate by the LSTM."""
+        extra, adam_state = self.moments(grad, state[:3])
+        out, lstm_state = self.net(extra.reshape(-1, 2), state[3:])
+        scale, steer = out.view(*grad.shape, 2).tanh().unbind(-1)
+        direction = extra[..., 0] + steer * extra[..., 1]
+        step = (self.output_scale * self.log_step.exp()) * (2 * scale).exp()
+        return -step * direction, adam_state + tuple(lstm_state)
+
     def config(self) -> dict:
         config = {
             "hidden_size": self.hidden_size,
@@ -362,4 +395,6 @@ class LSTMOptimizer(Optimizer):
             config["groups"] = list(self.groups)
         if self.adam_inputs:  # only where set, so that earlier checkpoints' configs stay as they were
             config["adam_inputs"] = True
+        if self.relative:
+            config["relative"] = True
         return config

@@ -150,7 +150,7 @@ def load_recipe(name: str | Path) -> Recipe:
 
 
 #: the LSTM settings that shape φ: a stage started from a trained optimizer must match them
-ARCHITECTURE = ("hidden_size", "num_layers", "preprocess", "groups", "adam_inputs")
+ARCHITECTURE = ("hidden_size", "num_layers", "preprocess", "groups", "adam_inputs", "relative")
 
 
 def fit_to_init(optimizer, lstm, init: str) -> None:
