@@ -49,3 +49,13 @@ def test_a_meta_training_epoch_runs_on_changing_tasks(mnist_dir):
 def test_bad_task_options_are_refused(spec, message):
     with pytest.raises(ConfigError, match=message):
         make_problem(spec)
+
+
+def test_validation_is_one_fixed_relu_mlp_where_the_family_has_one(mnist_dir):
+    family = make_problem("tasks:families=mnist+quadratic,widths=5-12,depths=1-3")
+    val = family.for_split("val")
+    specs = {val.task(torch.Generator().manual_seed(s)).spec() for s in range(5)}
+    assert specs == {"mnist:hidden=12,layers=2,activation=relu"}
+    assert family.for_split("train") is family and family.for_split("test") is family
+    sigmoid_only = make_problem("tasks:families=mnist+quadratic,activations=sigmoid")
+    assert sigmoid_only.for_split("val") is sigmoid_only

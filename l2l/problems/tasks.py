@@ -7,8 +7,10 @@ multiplied by its own factor drawn log-uniformly from [1/R, R] (``loss_scale`` R
 2017), so that the optimizer meets gradients of many sizes. Later work (Metz et al. 2022, Celo)
 found such task distributions, not one problem, to be what lets a learned optimizer carry over to
 models it never saw. Spelled ``tasks:families=mnist+cifar10+quadratic,widths=10-40``; with any
-gradient estimator and horizon schedule of :class:`~l2l.meta.MetaConfig`. Validation draws its
-task the same way, from the validation seed: one task for the whole validation set.
+gradient estimator and horizon schedule of :class:`~l2l.meta.MetaConfig`. Validation (and baseline
+tuning) uses one fixed task, the kind of model the family is most often asked to train: a ReLU
+MLP on MNIST with two hidden layers of the widest width, where the family has MNIST and ReLU;
+otherwise the task the validation seed draws.
 """
 
 from __future__ import annotations
@@ -76,6 +78,13 @@ class Tasks(Problem):
             raise ConfigError(f"loss_scale must be a finite number ≥ 1, got {loss_scale!r}")
         self._built: dict[str, Problem] = {}
 
+    def for_split(self, split: str) -> Problem:
+        """The family itself for training and testing; for ``val`` its fixed validation task."""
+        if split != "val" or "mnist" not in self._families or "relu" not in self._activations:
+            return self
+        return Validation(self, Mnist(hidden=self._widths[1], layers=min(2, self._depths[1]),
+                                      activation="relu", data_dir=self.data_dir))
+
     def task(self, generator: torch.Generator) -> Problem:
         """Draw one task (a problem of one of the families) with ``generator``."""
 
@@ -105,3 +114,14 @@ class Tasks(Problem):
             return optimizee
         u = 2 * torch.rand(batch_size, generator=generator, dtype=torch.float64) - 1
         return Scaled(optimizee, torch.exp(u * math.log(self.loss_scale)).float())
+
+
+class Validation(Tasks):
+    """A task family whose every draw is one fixed task (its validation set)."""
+
+    def __init__(self, family: Tasks, task: Problem):
+        self.__dict__.update(family.__dict__)
+        self._task = task
+
+    def task(self, generator: torch.Generator) -> Problem:  # noqa: ARG002 (always the same)
+        return self._task
