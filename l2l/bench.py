@@ -9,7 +9,10 @@ Times, in one run on one machine:
 (c) both again with a reference optimizer whose LSTM is ``torch.nn.LSTMCell`` (the usual way to
     write it, :mod:`l2l.optimizers.reference`), with the same weights, and the speed-ups;
 (d) CIFAR-10 meta-training, ms per step (fast and reference);
-(e) peak memory of MNIST meta-training at horizons 100 and 1000, each measured in a fresh
+(e) the drop-in :class:`l2l.LearnedOptimizer` with its default rule, ms per ``step()`` on a
+    model of one million parameters (a 1000 × 1000 linear layer with its bias, gradients given),
+    beside ``torch.optim.Adam``'s, timed alternately;
+(f) peak memory of MNIST meta-training at horizons 100 and 1000, each measured in a fresh
     subprocess as the growth of its peak resident set size (``ru_maxrss``) over the resident set
     just before meta-training. Truncated BPTT must make the two equal.
 
@@ -105,6 +108,28 @@ def time_evaluation(problem: Problem, optimizers: dict, steps: int, repeats: int
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def time_drop_in(repeats: int, rule: str | None = None) -> dict:
+    """Median ms per ``step()`` of :class:`l2l.LearnedOptimizer` (``rule``, default its own)
+    and of ``torch.optim.Adam`` on a 1000 × 1000 linear layer (1,001,000 parameters)."""
+    from .torch_optim import LearnedOptimizer
+
+    torch.manual_seed(0)
+    models = {name: torch.nn.Linear(1000, 1000) for name in ("learned", "adam")}
+    optimizers = {"learned": LearnedOptimizer(models["learned"].parameters(),
+                                              **({} if rule is None else {"optimizer": rule})),
+                  "adam": torch.optim.Adam(models["adam"].parameters(), lr=1e-3)}
+    times = {name: [] for name in optimizers}
+    for r in range(repeats + 2):
+        for name, opt in optimizers.items():
+            for p in models[name].parameters():
+                p.grad = torch.randn_like(p) * 1e-3
+            started = time.perf_counter()
+            opt.step()
+            if r > 1:  # the first steps allocate the state
+                times[name].append(1e3 * (time.perf_counter() - started))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _rss_mb() -> float:
     """Current resident set size in MB (Linux ``/proc``; else the peak so far)."""
     try:
@@ -168,6 +193,8 @@ def add_arguments(parser):
                         help="timed evaluation runs per engine (100 steps each)")
     parser.add_argument("--cifar-epochs", type=_count(1), default=2,
                         help="timed CIFAR-10 meta-training epochs per engine (20 steps each)")
+    parser.add_argument("--drop-in-repeats", type=_count(1), default=10,
+                        help="timed LearnedOptimizer and Adam steps on one million parameters")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the (horizon 100 and 1000) peak memory measurement")
     parser.add_argument("--threads", type=_count(1), default=None, help="torch.set_num_threads")
@@ -202,6 +229,8 @@ def main(args) -> dict:
                                {"fast": cifar_fast, "reference": reference_optimizer(cifar_fast)},
                                horizon=20, unroll=20, epochs=args.cifar_epochs)
 
+    drop_in = time_drop_in(args.drop_in_repeats)
+
     def case(name, times, **extra):
         return {"name": name, "ms_per_step": round(times["fast"], 3),
                 "reference_ms_per_step": round(times["reference"], 3),
@@ -214,6 +243,9 @@ def main(args) -> dict:
              reference_coordinate_updates_per_s=round(1e3 * n / evaluation["reference"])),
         case("cifar_meta_train", cifar,
              coordinates=cifar_problem.num_params),
+        {"name": "drop_in_step_1m_params", "ms_per_step": round(drop_in["learned"], 3),
+         "reference_ms_per_step": None, "speedup": None, "peak_mb": None,
+         "adam_ms_per_step": round(drop_in["adam"], 3), "parameters": 1_001_000},
     ]
     if not args.no_memory:
         for horizon in (100, 1000):
@@ -230,7 +262,7 @@ def main(args) -> dict:
             cases[1]["coordinate_updates_per_s"] >= TARGETS["eval_updates_per_s"],
     }
     if not args.no_memory:
-        a, b = cases[3]["peak_mb"], cases[4]["peak_mb"]
+        a, b = cases[4]["peak_mb"], cases[5]["peak_mb"]
         checks["peak_mb equal at horizons 100 and 1000 (±10%)"] = (
             abs(b - a) <= TARGETS["memory_ratio"] * max(a, b))
     print(format_table(cases, checks))
@@ -253,6 +285,10 @@ def format_table(cases: list, checks: dict) -> str:
         if "coordinate_updates_per_s" in c:
             other.append(f"{c['coordinate_updates_per_s'] / 1e6:.2f} M coordinate updates/s "
                          f"(reference {c['reference_coordinate_updates_per_s'] / 1e6:.2f} M)")
+        elif "adam_ms_per_step" in c:
+            other.append(f"LearnedOptimizer's default rule on {c['parameters'] / 1e6:.2f} M "
+                         f"parameters; torch.optim.Adam {c['adam_ms_per_step']:.2f} ms/step "
+                         f"({c['ms_per_step'] / c['adam_ms_per_step']:.1f}× Adam's)")
         elif "coordinates" in c:
             other.append(f"{c['coordinates']:,} coordinates")
         if c["peak_mb"] is not None:
