@@ -186,7 +186,8 @@ def save_optimizer(optimizer: Optimizer, path, provenance: dict | None = None) -
 
 
 def optimizer_from_record(record: dict, source: str = "checkpoint") -> Optimizer:
-    """Rebuild an optimizer from :func:`optimizer_record`'s output."""
+    """Rebuild an optimizer from :func:`optimizer_record`'s output. The process's random
+    generator is left as it was (building the module draws weights that the record replaces)."""
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not an l2l optimizer checkpoint (format {FORMAT})")
     cls = CLASSES.get(record.get("class"))
@@ -199,7 +200,8 @@ def optimizer_from_record(record: dict, source: str = "checkpoint") -> Optimizer
         raise CheckpointError(f"{source} holds non-finite (NaN or infinite) weights: it came "
                               "from a run that diverged; use another checkpoint")
     try:
-        optimizer = cls(**record["config"])
+        with torch.random.fork_rng(devices=[]):
+            optimizer = cls(**record["config"])
         optimizer.load_state_dict(record["state_dict"])
     except (KeyError, TypeError, RuntimeError) as error:  # a damaged or hand-edited record
         raise CheckpointError(f"{source} is a damaged optimizer checkpoint "

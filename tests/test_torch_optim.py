@@ -305,3 +305,19 @@ def test_a_run_past_the_training_horizon_is_said_once():
             opt.step()
     said = [w for w in caught if "past the 100-step horizon" in str(w.message)]
     assert len(said) == 1 and "step 101" in str(said[0].message)
+
+
+def test_loading_a_rule_leaves_the_random_generator_alone(tmp_path):
+    """A script that seeds, builds its model and then its optimizer draws the same dropout masks
+    and shuffles whichever optimizer it builds."""
+    path = l2l.save_optimizer(small_rule(), tmp_path / "rule.pt")
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    small_cnn()
+    after_model = torch.rand(4)
+    torch.manual_seed(3)
+    model = small_cnn()
+    LearnedOptimizer(model.parameters(), optimizer=str(path))
+    assert torch.equal(torch.rand(4), after_model)
+    assert not torch.equal(after_model, expected)  # the model itself does draw
