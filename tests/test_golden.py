@@ -36,6 +36,7 @@ SHIPPED = {
     "cifar2": ("cifar10:labels=0-1", 4, 1),
     "cifar2_sub": ("cifar10:labels=0-1", 4, 1),
     "neural_art": ("neural_art", 4, 1),
+    "general": ("mnist:activation=relu", 10, 2),
 }
 BASELINES = ("sgd:0.01", "rmsprop:0.01", "adam:0.01", "nag:0.01")
 
