@@ -5,7 +5,7 @@ The paper's learned optimizer m(∇_t, h_t; φ) is coordinatewise (Section 2.1):
 trained φ applies to a parameter vector of any size. :class:`LearnedOptimizer` wraps such an
 update rule as an ordinary PyTorch optimizer, for the usual loop::
 
-    opt = l2l.LearnedOptimizer(model.parameters(), optimizer="pretrained:mnist")
+    opt = l2l.LearnedOptimizer(model.parameters())   # the default rule, pretrained:general
     for x, y in batches:
         opt.zero_grad()
         loss_fn(model(x), y).backward()
@@ -40,7 +40,11 @@ class LearnedOptimizer(torch.optim.Optimizer):
         params: parameters or parameter groups, as for any ``torch.optim.Optimizer``.
         optimizer: the update rule: ``"pretrained:NAME"``, ``"lstm:PATH"`` or a checkpoint path
             (loaded with :func:`l2l.load_optimizer`), or an :class:`l2l.Optimizer` instance such
-            as a trained :class:`l2l.LSTMOptimizer` (used as is, not copied).
+            as a trained :class:`l2l.LSTMOptimizer` (used as is, not copied). The default,
+            ``pretrained:general``, is the one meant for models of your own: a scale-free rule
+            built on Adam's step and meta-trained on a family of tasks (``l2l/pretrained/README.md``).
+            The paper's optimizers (``pretrained:mnist`` and the others) are reproductions, each
+            meta-trained on one small problem.
         lr: multiplies the learned update, θ ← θ + lr · g (default 1: the update as
             meta-trained). It sits in each parameter group under ``"lr"``, so
             ``torch.optim.lr_scheduler`` schedules it like a learning rate.
@@ -66,7 +70,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     parameters of one group must be on one device.
     """
 
-    def __init__(self, params, optimizer: str | os.PathLike | UpdateRule = "pretrained:mnist",
+    def __init__(self, params, optimizer: str | os.PathLike | UpdateRule = "pretrained:general",
                  lr: float = 1.0, lstm_group: str | None = None, skip_nonfinite: bool = False):
         if isinstance(optimizer, (str, os.PathLike)):
             optimizer = load_optimizer(optimizer)
