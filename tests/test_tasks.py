@@ -45,6 +45,8 @@ def test_a_meta_training_epoch_runs_on_changing_tasks(mnist_dir):
     ("tasks:widths=40-10", "LOW ≤ HIGH"),
     ("tasks:activations=swish", "swish is not one of"),
     ("tasks:loss_scale=0.5", "loss_scale must be"),
+    ("tasks:init_std=0.1-0.01", "init_std must be positive"),
+    ("tasks:init_std=small", "init_std must be X or LOW-HIGH"),
 ])
 def test_bad_task_options_are_refused(spec, message):
     with pytest.raises(ConfigError, match=message):
@@ -59,3 +61,11 @@ def test_validation_is_one_fixed_relu_mlp_where_the_family_has_one(mnist_dir):
     assert family.for_split("train") is family and family.for_split("test") is family
     sigmoid_only = make_problem("tasks:families=mnist+quadratic,activations=sigmoid")
     assert sigmoid_only.for_split("val") is sigmoid_only
+
+
+def test_initial_scales_are_drawn_from_the_range():
+    family = make_problem("tasks:families=mnist+cifar10,init_std=0.01-0.1")
+    stds = [family.task(torch.Generator().manual_seed(s)).init_std for s in range(20)]
+    assert all(0.01 <= x <= 0.1 for x in stds) and max(stds) / min(stds) > 3
+    fixed = make_problem("tasks:families=mnist+cifar10")
+    assert {fixed.task(torch.Generator().manual_seed(s)).init_std for s in range(5)} == {0.01}

@@ -2,15 +2,17 @@
 
 Each batch of optimizees is one task, drawn with the batch's generator: an MLP on MNIST of random
 width (``widths``), depth (``depths``) and activation (``activations``), the paper's CIFAR-10
-convnet on a random pair of labels or all ten, or a quadratic; every function's loss is then
-multiplied by its own factor drawn log-uniformly from [1/R, R] (``loss_scale`` R; Lv et al.
-2017), so that the optimizer meets gradients of many sizes. Later work (Metz et al. 2022, Celo)
+convnet on a random pair of labels or all ten, or a quadratic; the networks' initial parameters
+are IID N(0, σ²) with σ drawn log-uniformly from ``init_std`` (the paper's 0.01 up to the scale of
+PyTorch's default initialisation), so that no one step size suits every task; every function's
+loss is then multiplied by its own factor drawn log-uniformly from [1/R, R] (``loss_scale`` R;
+Lv et al. 2017), so that the optimizer meets gradients of many sizes. Later work (Metz et al. 2022, Celo)
 found such task distributions, not one problem, to be what lets a learned optimizer carry over to
 models it never saw. Spelled ``tasks:families=mnist+cifar10+quadratic,widths=10-40``; with any
 gradient estimator and horizon schedule of :class:`~l2l.meta.MetaConfig`. Validation (and baseline
 tuning) uses one fixed task, the kind of model the family is most often asked to train: a ReLU
-MLP on MNIST with two hidden layers of the widest width, where the family has MNIST and ReLU;
-otherwise the task the validation seed draws.
+MLP on MNIST with two hidden layers of the widest width, initialised at the top of ``init_std``,
+where the family has MNIST and ReLU; otherwise the task the validation seed draws.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Tasks(Problem):
         depths: the MLPs' hidden layers, ``LOW-HIGH``.
         loss_scale: R ≥ 1: each function's loss is multiplied by a factor drawn log-uniformly
             from [1/R, R] (1: none).
+        init_std: the networks' initial standard deviation, ``LOW-HIGH`` (drawn log-uniformly
+            per task) or one number (the paper's 0.01, the default).
         data_dir: where the MNIST and CIFAR-10 files are (see :mod:`l2l.data`). Not in the spec.
     """
 
@@ -66,8 +70,8 @@ class Tasks(Problem):
 
     def __init__(self, families: str = "mnist+quadratic", activations: str = "sigmoid+tanh+relu+gelu",
                  widths: str = "10-40", depths: str = "1-2", loss_scale: float = 10.0,
-                 data_dir: str = ""):
-        self.families, self.activations = families, activations
+                 init_std: str = "0.01", data_dir: str = ""):
+        self.families, self.activations, self.init_std = families, activations, init_std
         self.widths, self.depths, self.loss_scale, self.data_dir = widths, depths, loss_scale, data_dir
         self._families = _names(families, FAMILIES, "families")
         self._activations = _names(activations, tuple(ACTIVATIONS), "activations")
@@ -76,6 +80,13 @@ class Tasks(Problem):
         if not (isinstance(loss_scale, (int, float)) and math.isfinite(loss_scale)
                 and loss_scale >= 1):
             raise ConfigError(f"loss_scale must be a finite number ≥ 1, got {loss_scale!r}")
+        low, _, high = str(init_std).partition("-")
+        try:
+            self._init_std = (float(low), float(high or low))
+        except ValueError:
+            raise ConfigError(f"init_std must be X or LOW-HIGH, got {init_std!r}") from None
+        if not (0 < self._init_std[0] <= self._init_std[1] < math.inf):
+            raise ConfigError(f"init_std must be positive, LOW ≤ HIGH; got {init_std!r}")
         self._built: dict[str, Problem] = {}
 
     def for_split(self, split: str) -> Problem:
@@ -83,7 +94,8 @@ class Tasks(Problem):
         if split != "val" or "mnist" not in self._families or "relu" not in self._activations:
             return self
         return Validation(self, Mnist(hidden=self._widths[1], layers=min(2, self._depths[1]),
-                                      activation="relu", data_dir=self.data_dir))
+                                      activation="relu", init_std=self._init_std[1],
+                                      data_dir=self.data_dir))
 
     def task(self, generator: torch.Generator) -> Problem:
         """Draw one task (a problem of one of the families) with ``generator``."""
@@ -94,14 +106,22 @@ class Tasks(Problem):
         def between(bounds):
             return int(torch.randint(bounds[0], bounds[1] + 1, (1,), generator=generator))
 
+        def init_std():
+            low, high = self._init_std
+            if low == high:
+                return low
+            u = float(torch.rand((), generator=generator, dtype=torch.float64))
+            return float(f"{math.exp(math.log(low) + u * math.log(high / low)):.3g}")
+
         family = pick(self._families)
         if family == "mnist":
             problem = Mnist(hidden=between(self._widths), layers=between(self._depths),
-                            activation=pick(self._activations), data_dir=self.data_dir)
+                            activation=pick(self._activations), init_std=init_std(),
+                            data_dir=self.data_dir)
         elif family == "cifar10":
             pair = torch.randperm(10, generator=generator)[:2].sort().values.tolist()
             labels = pick(("0-9", f"{pair[0]}+{pair[1]}"))
-            problem = Cifar10(labels=labels, data_dir=self.data_dir)
+            problem = Cifar10(labels=labels, init_std=init_std(), data_dir=self.data_dir)
         else:
             problem = Quadratic(dim=between((2, 20)))
         return self._built.setdefault(problem.spec(), problem)  # keeps each family's data loaded
