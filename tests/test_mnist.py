@@ -125,7 +125,7 @@ def test_spec_parsing():
         make_problem("mnist:width=3")
     assert Mnist().optimizer_defaults == {"hidden_size": 20, "num_layers": 2, "preprocess": True,
                                           "p": 10.0, "output_scale": 0.1, "groups": None,
-                                          "adam_inputs": False}
+                                          "adam_inputs": False, "relative": False}
 
 
 def test_built_without_data_and_sample_says_where_to_put_it(monkeypatch, tmp_path):
