@@ -1,4 +1,4 @@
-"""Command line: ``python -m l2l {train, evaluate, tune, reproduce, bench, list}``.
+"""Command line: ``python -m l2l {train, evaluate, tune, calibrate, reproduce, bench, list}``.
 
 Every value is checked before any work starts. Bad input, missing or damaged files and a
 training that goes non-finite print one line (``l2l: error: …``) and exit with status 2; an
@@ -262,6 +262,30 @@ def _tune(args) -> int:
                         path=args.store_path, **group.provenance())
     if args.store:
         say(f"stored in {args.store_path or tuned.STORE}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from . import calibrate
+    from .checkpoint import load_optimizer, save_optimizer
+
+    rule = load_optimizer(args.optimizer)
+    out = _writable(args.out, "--out", suffixes=(".pt",)) if args.out else None
+    models = args.model or list(calibrate.MODELS)
+    result = calibrate.calibrate(rule, models, steps=args.steps, seeds=args.seeds,
+                                 grid=args.grid or calibrate.GRID, progress=not args.quiet)
+    print(f"mean training loss of the last 50 of {args.steps} steps, over seeds "
+          f"{', '.join(map(str, args.seeds))}; score: mean log loss over models and seeds")
+    print(result.table())
+    if not math.isfinite(result.scores[result.factor]):
+        raise NonFiniteError("every factor diverged on some calibration model; try a --grid of "
+                             "smaller factors")
+    print(f"chosen factor {result.factor:.4g}")
+    if out is not None:
+        record = {**result.record(), "command": "python -m l2l " + shlex.join(args.argv)}
+        calibrated = calibrate.scaled(rule, result.factor, record)
+        save_optimizer(calibrated, out, calibrated.provenance)
+        print(f"saved the calibrated rule (output_scale × {result.factor:.4g}) to {out}")
     return 0
 
 
@@ -564,6 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--store-path", help="another store file")
     tu.add_argument("--quiet", action="store_true")
     tu.set_defaults(run=_tune)
+
+    ca = sub.add_parser("calibrate", help="choose a learned rule's step size on held-out "
+                                          "models wider than its meta-training tasks")
+    ca.add_argument("optimizer", help="the rule: pretrained:NAME or a checkpoint path")
+    ca.add_argument("--model", action="append", metavar="NAME",
+                    help="a calibration model (default: all; see l2l.calibrate.MODELS)")
+    ca.add_argument("--steps", type=_positive, default=500, help="minibatches per run (500)")
+    ca.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1])
+    ca.add_argument("--grid", type=_rates, metavar="F1,F2,…",
+                    help="factors to try (default 0.01, 0.0316, 0.1, 0.316, 1)")
+    ca.add_argument("--out", help="write the calibrated rule here (.pt)")
+    ca.add_argument("--quiet", action="store_true")
+    ca.set_defaults(run=_calibrate)
 
     rep = sub.add_parser("reproduce", help="reproduce a paper figure (PNG + JSON)")
     rep.add_argument("figure", help="e.g. fig4-left")
