@@ -22,6 +22,7 @@ the rule itself (class, config, weights φ), so loading it resumes exactly the s
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from itertools import chain
 
@@ -173,7 +174,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
             self._warned_horizon = True
             warnings.warn(f"LearnedOptimizer: step {steps} is past the {horizon}-step horizon "
                           "this optimizer was meta-trained for; learned optimizers can stall or "
-                          "diverge beyond it, so watch the loss", RuntimeWarning, stacklevel=3)
+                          "diverge beyond it, so watch the loss", RuntimeWarning,
+                          stacklevel=_caller_level())
 
     def _step_group(self, group: dict, params: list[Tensor]) -> None:
         rule = self._rule_for(group)
@@ -253,6 +255,16 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if "provenance" in record:
             rule.provenance = record["provenance"]
         return rule
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside torch and l2l: the
+    user's ``opt.step()`` line, whatever wrappers torch puts around ``step``."""
+    inside = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def rule_dtype(rule: UpdateRule) -> torch.dtype:

@@ -305,6 +305,7 @@ def test_a_run_past_the_training_horizon_is_said_once():
             opt.step()
     said = [w for w in caught if "past the 100-step horizon" in str(w.message)]
     assert len(said) == 1 and "step 101" in str(said[0].message)
+    assert said[0].filename == __file__  # it points at the caller's opt.step(), not at torch
 
 
 def test_loading_a_rule_leaves_the_random_generator_alone(tmp_path):
