@@ -84,6 +84,44 @@ def test_shared_inputs_agree_with_per_network_inputs():
     torch.testing.assert_close(shared, per_network)
 
 
+def test_batch_norm_normalises_each_hidden_unit_over_the_minibatch():
+    optimizee = synthetic_optimizee(layers=2, activation="relu")
+    x = torch.rand(3, 16, 784, dtype=torch.float64)
+    seen = []
+    identity = lambda h: seen.append(h) or h  # records the pre-activations
+    mlp_logits(optimizee.theta0, optimizee.sizes, identity, x, norm=True)
+    for h in seen:  # [B, M, hidden]: mean 0 and variance 1 over each network's M examples
+        torch.testing.assert_close(h.mean(1), torch.zeros_like(h.mean(1)), atol=1e-10, rtol=0)
+        torch.testing.assert_close(h.var(1, unbiased=False), torch.ones_like(h[:, 0]), atol=1e-3,
+                                   rtol=0)
+    # batch statistics: the same image gets different logits in a different minibatch
+    other = torch.cat([x[:, :1], torch.rand(3, 15, 784, dtype=torch.float64)], 1)
+    a = mlp_logits(optimizee.theta0, optimizee.sizes, torch.relu, x, norm=True)[:, 0]
+    b = mlp_logits(optimizee.theta0, optimizee.sizes, torch.relu, other, norm=True)[:, 0]
+    assert not torch.allclose(a, b)
+
+
+def test_dropout_masks_are_reproducible_per_network_and_step_and_spare_the_metrics():
+    plain = synthetic_optimizee(layers=2, activation="relu")
+    dropped = MnistOptimizee(plain.theta0, plain.sizes, torch.relu, plain.seeds, plain.batch,
+                             plain.train, plain.test, dropout=0.5)
+    masks = dropped.dropout_masks(3, "cpu", torch.float64)
+    assert [m.shape for m in masks] == [(3, 16, 7), (3, 16, 7)]
+    assert set(masks[0].unique().tolist()) == {0.0, 2.0}  # inverted dropout: kept units × 1/(1−p)
+    for a, b in zip(masks, dropped.dropout_masks(3, "cpu", torch.float64)):
+        assert torch.equal(a, b)
+    assert not torch.equal(masks[0], dropped.dropout_masks(4, "cpu", torch.float64)[0])
+    assert not torch.equal(masks[0][0], masks[0][1])  # each network its own
+    loss = dropped.loss(dropped.theta0, 3)
+    assert torch.equal(loss, dropped.loss(dropped.theta0, 3))
+    assert not torch.allclose(loss, plain.loss(plain.theta0, 3))
+    theta = dropped.theta0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(dropped.loss(theta, 3).sum(), theta)
+    assert torch.isfinite(grad).all()
+    for key, value in dropped.metrics(dropped.theta0).items():  # whole sets: no dropout
+        torch.testing.assert_close(value, plain.metrics(plain.theta0)[key])
+
+
 def test_metrics_match_a_direct_computation(monkeypatch):
     optimizee = synthetic_optimizee()
     monkeypatch.setattr("l2l.problems.mnist.METRICS_BUDGET", 1)  # force many small chunks

@@ -2,7 +2,9 @@
 
 Each batch of optimizees is one task, drawn with the batch's generator: an MLP on MNIST of random
 width (``widths``), depth (``depths``) and activation (``activations``), the paper's CIFAR-10
-convnet on a random pair of labels or all ten, or a quadratic; the networks' initial parameters
+convnet on a random pair of labels or all ten, or a quadratic; the MLPs with or without batch
+normalisation (``norms``) and dropout (``dropouts``), the convnet always with batch normalisation
+as in the paper; the networks' initial parameters
 are IID N(0, σ²) with σ drawn log-uniformly from ``init_std`` (the paper's 0.01 up to the scale of
 PyTorch's default initialisation), so that no one step size suits every task; every function's
 loss is then multiplied by its own factor drawn log-uniformly from [1/R, R] (``loss_scale`` R;
@@ -39,6 +41,17 @@ def _names(text: str, known, option: str) -> tuple[str, ...]:
     return names
 
 
+def _probabilities(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(p) for p in str(text).split("+"))
+    except ValueError:
+        values = ()
+    if not values or not all(0 <= p < 1 for p in values):
+        raise ConfigError(f"dropouts must be probabilities in [0, 1) joined with +, e.g. 0+0.2; "
+                          f"got {text!r}")
+    return values
+
+
 def _range(text: str, option: str, minimum: int) -> tuple[int, int]:
     low, _, high = str(text).partition("-")
     try:
@@ -62,6 +75,8 @@ class Tasks(Problem):
             from [1/R, R] (1: none).
         init_std: the networks' initial standard deviation, ``LOW-HIGH`` (drawn log-uniformly
             per task) or one number (the paper's 0.01, the default).
+        norms: the MLPs' normalisation to draw from, ``none+batch`` (``none``: the paper's).
+        dropouts: the MLPs' dropout probabilities to draw from, e.g. ``0+0.2`` (``0``: none).
         data_dir: where the MNIST and CIFAR-10 files are (see :mod:`l2l.data`). Not in the spec.
     """
 
@@ -70,13 +85,17 @@ class Tasks(Problem):
 
     def __init__(self, families: str = "mnist+quadratic", activations: str = "sigmoid+tanh+relu+gelu",
                  widths: str = "10-40", depths: str = "1-2", loss_scale: float = 10.0,
-                 init_std: str = "0.01", data_dir: str = ""):
+                 init_std: str = "0.01", norms: str = "none", dropouts: str = "0",
+                 data_dir: str = ""):
         self.families, self.activations, self.init_std = families, activations, init_std
+        self.norms, self.dropouts = norms, dropouts
         self.widths, self.depths, self.loss_scale, self.data_dir = widths, depths, loss_scale, data_dir
         self._families = _names(families, FAMILIES, "families")
         self._activations = _names(activations, tuple(ACTIVATIONS), "activations")
         self._widths = _range(widths, "widths", 1)
         self._depths = _range(depths, "depths", 1)
+        self._norms = _names(norms, ("none", "batch"), "norms")
+        self._dropouts = _probabilities(dropouts)
         if not (isinstance(loss_scale, (int, float)) and math.isfinite(loss_scale)
                 and loss_scale >= 1):
             raise ConfigError(f"loss_scale must be a finite number ≥ 1, got {loss_scale!r}")
@@ -103,6 +122,9 @@ class Tasks(Problem):
         def pick(options):
             return options[int(torch.randint(len(options), (1,), generator=generator))]
 
+        def maybe_pick(options):  # one option: nothing drawn, so the task sequence stays as it was
+            return options[0] if len(options) == 1 else pick(options)
+
         def between(bounds):
             return int(torch.randint(bounds[0], bounds[1] + 1, (1,), generator=generator))
 
@@ -117,6 +139,7 @@ class Tasks(Problem):
         if family == "mnist":
             problem = Mnist(hidden=between(self._widths), layers=between(self._depths),
                             activation=pick(self._activations), init_std=init_std(),
+                            norm=maybe_pick(self._norms), dropout=maybe_pick(self._dropouts),
                             data_dir=self.data_dir)
         elif family == "cifar10":
             pair = torch.randperm(10, generator=generator)[:2].sort().values.tolist()
