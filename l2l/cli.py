@@ -141,7 +141,7 @@ def _check_folder(folder: Path, args) -> bool:
 
 def _evaluate(args) -> int:
     from .evaluate import evaluate, table
-    from .plotting import plot_curves
+    from .plotting import mark_horizon, plot_curves
 
     device = _device(args.device)
     for option in ("save", "json", "plot"):  # a bad path fails now, not after the rollouts
@@ -187,9 +187,7 @@ def _evaluate(args) -> int:
         fig, ax = plt.subplots(figsize=(5, 4))
         plot_curves(curves, ax, title=args.problem)
         if horizon:
-            ax.axvline(horizon, color="0.5", linestyle=":", linewidth=1)
-            ax.annotate(" training horizon", (horizon, 1), xycoords=("data", "axes fraction"),
-                        va="top", fontsize=8, color="0.4")
+            mark_horizon(ax, horizon)
         fig.tight_layout()
         plot = Path(args.plot).expanduser()
         try:

@@ -6,6 +6,7 @@
   draws a k-step moving average of noisy minibatch losses with the raw curve faint behind it.
 - :func:`plot_relative`: each curve divided by the best hand-designed baseline at every step,
   the zoom that shows a lead of a few percent (1 is the best baseline).
+- :func:`mark_horizon`: a dotted line at the horizon a learned optimizer was meta-trained for.
 - :func:`plot_training_log`: meta-training as two labelled panels, the training meta-loss per
   epoch and the validation loss.
 
@@ -123,6 +124,15 @@ def plot_curves(curves, ax=None, title: str | None = None, start: int = 0, log: 
     if legend:
         ax.legend(frameon=False, fontsize="small")
     ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def mark_horizon(ax, horizon: int, text: str = "training horizon"):
+    """A dotted vertical line at step ``horizon``, labelled at the top of ``ax``: where a learned
+    optimizer's meta-training trajectories ended. Returns the axes."""
+    ax.axvline(horizon, color="0.5", linestyle=":", linewidth=1)
+    ax.annotate(f" {text}", (horizon, 1), xycoords=("data", "axes fraction"), va="top",
+                fontsize=8, color="0.4")
     return ax
 
 

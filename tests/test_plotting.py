@@ -1,5 +1,5 @@
 """Plots: bands on the log scale, y-limits from the curves, the zoom against the best baseline,
-and meta-training logs as two labelled panels."""
+the training horizon marked, and meta-training logs as two labelled panels."""
 
 import matplotlib
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from l2l.evaluate import Curve
-from l2l.plotting import plot_curves, plot_relative, plot_training_log, smoothed
+from l2l.plotting import mark_horizon, plot_curves, plot_relative, plot_training_log, smoothed
 
 
 def _log(train):
@@ -76,4 +76,15 @@ def test_training_log_is_two_labelled_panels(train, scale, ylabel):
     assert list(line.get_ydata()) == train   # every point drawn, none dropped
     (val,) = val_ax.get_lines()
     assert list(val.get_xdata()) == [2, 4]
+    plt.close("all")
+
+
+def test_the_training_horizon_is_a_labelled_line_at_its_step_that_keeps_the_limits():
+    ax = plot_curves(_curves())
+    before = ax.get_ylim()
+    mark_horizon(ax, 20)
+    (line,) = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert list(line.get_xdata()) == [20, 20]
+    assert [t.get_text() for t in ax.texts] == [" training horizon"]
+    assert ax.get_ylim() == before
     plt.close("all")
