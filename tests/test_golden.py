@@ -1,15 +1,23 @@
 """Golden numbers: what the library computed before a refactor, pinned so that a refactor that
 changes a result fails here.
 
-- every shipped optimizer, loaded, on a few fixed optimizees of its own problem (short rollouts,
-  so the CPU-dependent rounding of the native LSTM kernel stays far below the tolerance);
-- the hand-designed baselines on the same optimizees (bit for bit on one machine);
+- every shipped optimizer, loaded, on a few fixed optimizees of its own problem;
+- the hand-designed baselines on the same optimizees;
 - short meta-trainings that go through every meta-objective, imitation (as a warm start and in
   the meta-loss), random scaling and second derivatives;
 - a stored notebook result recomputed from its key.
 
 ``python tests/test_golden.py --write`` recomputes ``tests/golden.json`` (only when a result is
 meant to change: say why in the commit).
+
+Tolerances are what rounding differences between CPUs amount to over these rollouts, measured by
+recomputing every number under each of ATen's CPU kernels (``ATEN_CPU_CAPABILITY=default``,
+``avx2``, ``avx512``) and on two machines: at most 7e-4 (relative) for the shipped optimizers and
+2e-5 for the baselines on the quadratic, MNIST and neural-art optimizees. The CIFAR-10 convnet
+amplifies rounding much more (ReLUs, and RMSprop's and Adam's first steps are nearly sign steps,
+so a gradient that is rounding noise moves its weight a full step): up to 5e-2 there, so on CIFAR
+these baselines catch only gross changes, and the rules themselves are pinned on the other
+problems. :func:`test_tolerances_catch_a_one_percent_change` checks the tolerances can fail.
 """
 
 from __future__ import annotations
@@ -39,6 +47,15 @@ SHIPPED = {
     "general": ("mnist:activation=relu", 10, 2),
 }
 BASELINES = ("sgd:0.01", "rmsprop:0.01", "adam:0.01", "nag:0.01")
+
+#: relative tolerances (see the module docstring for how they were measured)
+SHIPPED_RTOL = 2e-3
+BASELINE_RTOL = 5e-5
+CIFAR_BASELINE_RTOL = 1e-1
+
+
+def _baseline_rtol(problem: str) -> float:
+    return CIFAR_BASELINE_RTOL if problem.startswith("cifar10") else BASELINE_RTOL
 
 #: short meta-trainings on quadratics: name → MetaConfig overrides
 TRAININGS = {
@@ -118,7 +135,8 @@ def golden():
 def test_shipped_optimizer_losses(golden, name):
     problem, steps, runs = SHIPPED[name]
     got = torch.tensor(_rollout(problem, f"pretrained:{name}", steps, runs))
-    torch.testing.assert_close(got, torch.tensor(golden["shipped"][name]), rtol=2e-4, atol=1e-7)
+    want = torch.tensor(golden["shipped"][name])
+    torch.testing.assert_close(got, want, rtol=SHIPPED_RTOL, atol=1e-6)
 
 
 @pytest.mark.parametrize("problem", sorted({p for p, _, _ in SHIPPED.values()}))
@@ -127,7 +145,28 @@ def test_baseline_losses(golden, problem):
     for spec in BASELINES:
         got = torch.tensor(_rollout(problem, spec, steps, runs))
         want = torch.tensor(golden["baselines"][f"{problem} {spec}"])
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9, msg=f"{problem} {spec}")
+        torch.testing.assert_close(got, want, rtol=_baseline_rtol(problem), atol=1e-7,
+                                   msg=f"{problem} {spec}")
+
+
+def test_tolerances_catch_a_one_percent_change(golden):
+    """A learning rate 1% off, or a shipped optimizer's steps 1% longer, fails the comparisons."""
+    from l2l import checkpoint
+    from l2l.calibrate import scaled
+    from l2l.problems import make_problem
+    from l2l.rollout import run
+    from l2l.seeding import generator
+
+    for spec in BASELINES:
+        name, rate = spec.split(":")
+        got = torch.tensor(_rollout("quadratic", f"{name}:{float(rate) * 1.01}", 20, 3))
+        want = torch.tensor(golden["baselines"][f"quadratic {spec}"])
+        assert not torch.allclose(got, want, rtol=BASELINE_RTOL, atol=1e-7), spec
+    optimizer = scaled(checkpoint.load_optimizer("pretrained:mnist"), 1.01)
+    optimizees = make_problem("mnist").for_split("test").sample(2, generator(2024, "test"))
+    got = run(optimizees, optimizer, 10)[0].double()
+    want = torch.tensor(golden["shipped"]["mnist"], dtype=torch.float64)
+    assert not torch.allclose(got, want, rtol=SHIPPED_RTOL, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(TRAININGS))
