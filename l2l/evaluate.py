@@ -418,10 +418,11 @@ def table(curves: list[Curve], steps=None) -> str:
     """A plain-text table of mean loss (± std) at chosen steps (default: the last)."""
     last = curves[0].losses.shape[0] - 1
     steps = list(steps) if steps else [last]
-    head = f"{'optimizer':<22}{'lr':>10}" + "".join(f"{'step ' + str(s):>20}" for s in steps)
+    width = max([22] + [len(c.name) + 2 for c in curves])
+    head = f"{'optimizer':<{width}}{'lr':>10}" + "".join(f"{'step ' + str(s):>20}" for s in steps)
     lines = [head, "-" * len(head)]
     for c in curves:
         lr = f"{c.lr:.3g}" if c.lr is not None else "-"
         cells = "".join(f"{c.mean[s]:>11.4g} ± {c.std[s]:<6.2g}" for s in steps)
-        lines.append(f"{c.name:<22}{lr:>10}{cells}")
+        lines.append(f"{c.name:<{width}}{lr:>10}{cells}")
     return "\n".join(lines)

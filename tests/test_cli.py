@@ -384,3 +384,15 @@ def test_evaluate_beyond_runs_a_multiple_of_the_training_horizon(capsys, tmp_pat
     code, _, err = run(capsys, "evaluate", "quadratic:dim=2", "--optimizer", "adam:0.1",
                        "--beyond", "2", "--quiet")
     assert code == 2 and "learned optimizer's training horizon" in err
+
+
+def test_table_columns_line_up_with_long_optimizer_names():
+    import torch
+
+    from l2l.evaluate import Curve, table
+
+    curves = [Curve("lstm (lstm:experiments/results/checkpoints/a_long_name.pt)", torch.ones(3, 2)),
+              Curve("adam", torch.ones(3, 2), lr=0.01)]
+    lines = table(curves, steps=[1, 2]).splitlines()
+    ends = {len(line) for line in lines[2:]}
+    assert len(ends) == 1 and lines[0].index("lr") + 2 == lines[2].index("-") + 1
