@@ -26,7 +26,10 @@ def _settings(args) -> dict:
     """The recipe settings given on the command line (each overrides every stage)."""
     from .recipes import setting_names
 
-    return {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+    settings = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+    if str(settings.get("imitate", "")).lower() == "none":  # clears a recipe's teacher
+        settings["imitate"] = None
+    return settings
 
 
 def _train(args) -> int:

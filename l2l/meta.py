@@ -122,7 +122,8 @@ class MetaConfig:
                              choices=("meta_loss", "final_loss"))
     seed: int = _option(0, "seeds φ's initialisation and the training optimizees")
     imitate: str | None = _option(None, "a hand-designed teacher to imitate (adam, nag:0.0215 …; "
-                                        "not in the paper, see l2l.imitation)")
+                                        "not in the paper, see l2l.imitation; none: no teacher, "
+                                        "not even a recipe's)")
     imitate_weight: float = _option(0.0, "add this weight × the imitation error to the meta-loss "
                                          "(Chen et al. 2020; 0: don't)")
     random_scale: float = _option(1.0, "multiply each training function by a factor drawn "

@@ -396,3 +396,19 @@ def test_table_columns_line_up_with_long_optimizer_names():
     lines = table(curves, steps=[1, 2]).splitlines()
     ends = {len(line) for line in lines[2:]}
     assert len(ends) == 1 and lines[0].index("lr") + 2 == lines[2].index("-") + 1
+
+
+def test_imitate_none_clears_a_recipes_teacher():
+    """CIFAR-2's recipe imitates NAG; ``--imitate none`` is how PES (which has no imitation
+    term) is run from its shipped optimizer."""
+    from l2l.cli import _settings, build_parser
+    from l2l.problems import make_problem
+    from l2l.recipes import check_stage, recipe_for
+
+    argv = ["train", "cifar10:labels=0-1", "--imitate", "none", "--imitate-weight", "0",
+            "--estimator", "pes"]
+    overrides = _settings(build_parser().parse_args(argv))
+    assert overrides["imitate"] is None
+    problem = make_problem("cifar10:labels=0-1")
+    _, meta, _ = check_stage(problem, recipe_for(problem).stages[-1], overrides)
+    assert meta.imitate is None and meta.estimator == "pes"
