@@ -140,6 +140,8 @@ class MetaConfig:
                  "epochs, a curriculum as in Chen et al. 2020) or random (a multiple of the "
                  "unroll drawn uniformly up to the horizon, each epoch); validation always runs "
                  "the whole horizon", choices=HORIZON_SCHEDULES)
+    frozen: str | None = _option(None, "parameters of φ that meta-training leaves as they are, "
+                                       "by name, comma-separated (e.g. nets.conv.readout.bias)")
 
     def __post_init__(self):
         for name in ("horizon", "unroll", "batch_size", "validate_every", "validation_size"):
@@ -185,6 +187,12 @@ class MetaConfig:
         if self.scale_down and self.random_scale == 1:
             raise ConfigError("scale_down draws random scaling's factors from [1/R, 1]: it needs "
                               "random_scale R > 1")
+        if self.frozen is not None:
+            names = [name.strip() for name in str(self.frozen).split(",")]
+            if not all(names):
+                raise ConfigError(f"frozen must name parameters of φ, comma-separated, got "
+                                  f"{self.frozen!r}")
+            self.frozen = ",".join(names)
 
     def horizon_at(self, epoch: int) -> int:
         """The training horizon of ``epoch`` (0-based): a multiple of ``unroll``, at most
@@ -231,6 +239,20 @@ class TrainingResult:
     log: list = field(default_factory=list)
     #: epochs done: fewer than the config's when a time limit or a signal stopped the run
     epochs_done: int = 0
+
+
+def trainable_parameters(optimizer, frozen: str | None) -> list[Tensor]:
+    """φ's parameters that meta-training updates: all but those named in ``frozen``
+    (comma-separated names of ``optimizer.named_parameters()``)."""
+    named = dict(optimizer.named_parameters())
+    names = set(frozen.split(",")) if frozen else set()
+    unknown = sorted(names - set(named))
+    if unknown:
+        raise ConfigError(f"frozen: {type(optimizer).__name__} has no parameter "
+                          f"{', '.join(unknown)}; its parameters: {', '.join(named)}")
+    if names and names == set(named):
+        raise ConfigError("frozen names every parameter of φ: there would be nothing to meta-train")
+    return [p for name, p in named.items() if name not in names]
 
 
 def validation_loss(optimizer, optimizees, horizon: int, device=None, group: Group = SINGLE,
@@ -350,7 +372,8 @@ class MetaTrainer:
             raise ConfigError(f"MetaTrainer trains a learned optimizer such as LSTMOptimizer; "
                               f"{type(optimizer).__name__} has no weights φ to meta-train")
         self.optimizer = optimizer.to(self.device)
-        self.meta_optimizer = torch.optim.Adam(optimizer.parameters(), lr=self.config.meta_lr)
+        self.trainable = trainable_parameters(self.optimizer, self.config.frozen)
+        self.meta_optimizer = torch.optim.Adam(self.trainable, lr=self.config.meta_lr)
         self.out = Path(out) if out is not None else None
         self.command = command
         self.init = None if init is None else {"from": str(init),
@@ -442,6 +465,8 @@ class MetaTrainer:
         cfg = self.config
         params = list(self.optimizer.parameters())
         dim = sum(p.numel() for p in params)
+        trainable = {id(p) for p in self.trainable}  # frozen coordinates are never perturbed
+        mask = torch.cat([torch.full((p.numel(),), float(id(p) in trainable)) for p in params])
         share = self.group.share(cfg.pes_pairs)
         particles = PESParticles(self.optimizer, optimizee, share.stop - share.start, cfg.pes_std,
                                  device=self.device)
@@ -449,7 +474,7 @@ class MetaTrainer:
         objective = OBJECTIVES[cfg.objective]
         meta_losses = []
         for start in range(0, cfg.horizon_at(epoch), cfg.unroll):
-            noise = torch.randn(cfg.pes_pairs, dim, generator=draw) * cfg.pes_std
+            noise = torch.randn(cfg.pes_pairs, dim, generator=draw) * (cfg.pes_std * mask)
             terms, losses, diverged = particles.step(
                 start, cfg.unroll, noise[share].to(self.device),
                 lambda path: objective(path, cfg.horizon))
@@ -466,9 +491,9 @@ class MetaTrainer:
                     p.grad = estimate[offset:offset + p.numel()].view_as(p).to(p)
                     offset += p.numel()
                 if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                    torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad)
                 self.meta_optimizer.step()
-                self.meta_optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=True)
             self._count(applied, epoch)
             meta_losses.append(value)
             if diverged:
@@ -498,13 +523,13 @@ class MetaTrainer:
         applied = False
         if torch.isfinite(meta_loss):
             meta_loss.backward()
-            grads = [p.grad for p in self.optimizer.parameters() if p.grad is not None]
+            grads = [p.grad for p in self.trainable if p.grad is not None]
             if all(bool(torch.isfinite(g).all()) for g in grads):
                 if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(self.optimizer.parameters(), cfg.clip_grad)
+                    torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad)
                 self.meta_optimizer.step()
                 applied = True
-            self.meta_optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)  # φ's frozen parameters too
         return applied
 
     def _reduced_update(self, meta_loss: Tensor, theta: Tensor) -> tuple[bool, float, bool]:
@@ -514,7 +539,7 @@ class MetaTrainer:
         every process then takes the same decision and the same step. Returns (applied, the
         batch's meta-loss, diverged)."""
         cfg = self.config
-        params = list(self.optimizer.parameters())
+        params = self.trainable
         self.meta_optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(meta_loss))
         if finite:
@@ -536,7 +561,7 @@ class MetaTrainer:
             if cfg.clip_grad:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
             self.meta_optimizer.step()
-        self.meta_optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         return applied, tail[0].item(), diverged
 
     def validate(self) -> dict:

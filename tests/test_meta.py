@@ -397,3 +397,27 @@ def test_horizon_schedules_grow_or_draw_multiples_of_the_unroll():
     assert [seen.count(e) for e in range(4)] == [1, 2, 3, 4]  # one meta-update per truncation
     with pytest.raises(ValueError, match="horizon_schedule"):
         _config(horizon_schedule="shrinking")
+
+
+@pytest.mark.parametrize("estimator", ["tbptt", "pes"])
+def test_frozen_parameters_stay_as_they_are_and_the_others_train(estimator):
+    torch.manual_seed(0)
+    optimizer = LSTMOptimizer()
+    start = {name: p.detach().clone() for name, p in optimizer.named_parameters()}
+    config = MetaConfig(epochs=2, horizon=10, unroll=5, validate_every=2, validation_size=2,
+                        estimator=estimator, pes_pairs=2, frozen=" net.readout.bias,net.w_hh.0")
+    assert config.frozen == "net.readout.bias,net.w_hh.0"
+    MetaTrainer("quadratic", optimizer, config=config, progress=False).train()
+    for name, p in optimizer.named_parameters():
+        moved = not torch.equal(p.detach(), start[name])
+        assert moved == (name not in ("net.readout.bias", "net.w_hh.0")), name
+
+
+def test_frozen_names_are_checked_before_any_work():
+    with pytest.raises(ValueError, match="no parameter net.readout.bais; its parameters: net.w_ih.0"):
+        MetaTrainer("quadratic", LSTMOptimizer(), config=MetaConfig(frozen="net.readout.bais"))
+    with pytest.raises(ValueError, match="frozen must name parameters"):
+        MetaConfig(frozen="net.readout.bias,")
+    every = ",".join(name for name, _ in LSTMOptimizer().named_parameters())
+    with pytest.raises(ValueError, match="nothing to meta-train"):
+        MetaTrainer("quadratic", LSTMOptimizer(), config=MetaConfig(frozen=every))
