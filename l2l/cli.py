@@ -27,8 +27,10 @@ def _settings(args) -> dict:
     from .recipes import setting_names
 
     settings = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
-    if str(settings.get("imitate", "")).lower() == "none":  # clears a recipe's teacher
-        settings["imitate"] = None
+    if str(settings.get("imitate", "")).lower() == "none":  # clears a recipe's teacher, and
+        settings["imitate"] = None                           # what it would be used for
+        settings.setdefault("imitate_weight", 0.0)
+        settings.setdefault("imitate_epochs", 0)
     return settings
 
 

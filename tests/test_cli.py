@@ -405,10 +405,9 @@ def test_imitate_none_clears_a_recipes_teacher():
     from l2l.problems import make_problem
     from l2l.recipes import check_stage, recipe_for
 
-    argv = ["train", "cifar10:labels=0-1", "--imitate", "none", "--imitate-weight", "0",
-            "--estimator", "pes"]
+    argv = ["train", "cifar10:labels=0-1", "--imitate", "none", "--estimator", "pes"]
     overrides = _settings(build_parser().parse_args(argv))
-    assert overrides["imitate"] is None
+    assert overrides["imitate"] is None and overrides["imitate_weight"] == 0
     problem = make_problem("cifar10:labels=0-1")
     _, meta, _ = check_stage(problem, recipe_for(problem).stages[-1], overrides)
     assert meta.imitate is None and meta.estimator == "pes"
